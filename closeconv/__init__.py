@@ -1,0 +1,3 @@
+"""closeconv: analytics pipeline and dashboard for closed support conversations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""Run settings: where the landing folder, warehouse, workflows and reference data live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "CLOSECONV_"
+DEFAULTS: dict[str, str] = {
+    "landing_dir": "data/landing",
+    "warehouse_path": "data/warehouse.duckdb",
+    "workflows_dir": "workflows",
+    "reference_dir": "data/reference",
+    "timezone": "UTC",
+}
+ENV_NAMES: dict[str, str] = {
+    "landing_dir": "CLOSECONV_LANDING",
+    "warehouse_path": "CLOSECONV_WAREHOUSE",
+    "workflows_dir": "CLOSECONV_WORKFLOWS",
+    "reference_dir": "CLOSECONV_REFERENCE",
+    "timezone": "CLOSECONV_TIMEZONE",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong. The message says which, where it came from, and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing_dir: Path = Path(DEFAULTS["landing_dir"])
+    warehouse_path: Path = Path(DEFAULTS["warehouse_path"])
+    workflows_dir: Path = Path(DEFAULTS["workflows_dir"])
+    reference_dir: Path = Path(DEFAULTS["reference_dir"])
+    timezone: str = DEFAULTS["timezone"]
+    # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """Pipeline-private folder beside the warehouse (staging database, lock)."""
+        return self.warehouse_path.parent / ".closeconv"
+
+    @property
+    def staging_path(self) -> Path:
+        return self.state_dir / f"{self.warehouse_path.stem}.staging.duckdb"
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def validate(self) -> "Settings":
+        """Raise ConfigError naming the setting, its origin and the fix."""
+        def where(name: str) -> str:
+            return self.origins.get(name, "default")
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"unknown timezone {self.timezone!r} (from {where('timezone')}). "
+                "Use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'."
+            ) from None
+        if not self.landing_dir.is_dir():
+            raise ConfigError(
+                f"landing folder {str(self.landing_dir)!r} does not exist (from {where('landing_dir')}). "
+                "Create it and drop event files into it, or point --landing / CLOSECONV_LANDING at "
+                "an existing folder (`closeconv generate --out DIR` writes sample data)."
+            )
+        if self.workflows_dir.exists() and not self.workflows_dir.is_dir():
+            raise ConfigError(
+                f"workflows path {str(self.workflows_dir)!r} is not a folder (from {where('workflows_dir')})."
+            )
+        if self.reference_dir.exists() and not self.reference_dir.is_dir():
+            raise ConfigError(
+                f"reference path {str(self.reference_dir)!r} is not a folder (from {where('reference_dir')})."
+            )
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """The same settings as CLOSECONV_* environment variables (what Dagster resources read)."""
+        return {
+            ENV_NAMES["landing_dir"]: str(self.landing_dir),
+            ENV_NAMES["warehouse_path"]: str(self.warehouse_path),
+            ENV_NAMES["workflows_dir"]: str(self.workflows_dir),
+            ENV_NAMES["reference_dir"]: str(self.reference_dir),
+            ENV_NAMES["timezone"]: self.timezone,
+        }
+
+
+def resolve_settings(flags: dict[str, object | None] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    origins: dict[str, str] = {}
+    for name, default in DEFAULTS.items():
+        flag = flags.get(name)
+        env_name = ENV_NAMES[name]
+        if flag not in (None, ""):
+            values[name], origins[name] = flag, f"--{name.split('_')[0]}"
+        elif environ.get(env_name):
+            values[name], origins[name] = environ[env_name], env_name
+        else:
+            values[name], origins[name] = default, "default"
+    return Settings(
+        landing_dir=Path(str(values["landing_dir"])),
+        warehouse_path=Path(str(values["warehouse_path"])),
+        workflows_dir=Path(str(values["workflows_dir"])),
+        reference_dir=Path(str(values["reference_dir"])),
+        timezone=str(values["timezone"]),
+        origins=origins,
+    )

@@ -1,0 +1,508 @@
+"""Landing folder → raw records → validated, deduplicated events plus quarantine.
+
+Every input record ends up in exactly one place: loaded, dropped as an exact duplicate
+(counted), or quarantined in `rejected_events` with its file, line, raw text and a reason.
+
+Files are parsed once and cached in the staging database by fingerprint (size + mtime), so
+a run re-reads only new or changed files; validation and deduplication then run over the
+whole set, which keeps the result a function of the set of events, not of file batching.
+All record-level work is vectorized in DuckDB; Python only touches files.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from closeconv.contract import (
+    ALLOWED_SOURCES,
+    DEFAULT_SOURCE,
+    EVENT_FIELDS,
+    EVENT_KIND_RANK,
+    EVENT_TYPES,
+    REQUIRED_FIELDS,
+    USER_ID_REQUIRED_FOR_USER_SOURCE,
+)
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+# JSON lines never contain a raw unit separator (JSON escapes control characters), so reading
+# with it as the CSV delimiter yields exactly one column per physical line.
+_LINE_DELIMITER = "\x1f"
+_BATCH_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    path: Path
+    name: str  # path relative to the landing folder, as stored in `file` columns
+    fmt: str  # jsonl | csv | parquet
+    fingerprint: str
+
+
+@dataclass
+class IngestStats:
+    files_total: int = 0
+    files_parsed: int = 0
+    files_ignored: list[str] = field(default_factory=list)
+    records_read: int = 0
+    valid_records: int = 0
+    events_unique: int = 0
+    duplicates_dropped: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def detect_format(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def discover_landing_files(landing_dir: Path) -> tuple[list[LandingFile], list[str]]:
+    """Event files under the landing folder (recursively), sorted by name; plus ignored names."""
+    files: list[LandingFile] = []
+    ignored: list[str] = []
+    for path in sorted(p for p in landing_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(landing_dir).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue  # hidden files: editors' swap files, partial uploads (.tmp), .gitkeep
+        fmt = detect_format(path)
+        if fmt is None:
+            ignored.append(rel)
+            continue
+        st = path.stat()
+        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}"))
+    return files, ignored
+
+
+# --------------------------------------------------------------------------------------
+# Raw records: one row per input record, cached per file
+
+
+def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.sql(
+        """
+        CREATE TABLE IF NOT EXISTS landing_files (
+            file VARCHAR PRIMARY KEY, fingerprint VARCHAR, format VARCHAR,
+            records BIGINT, parsed_at TIMESTAMPTZ, file_error VARCHAR)
+        """
+    )
+    con.sql(
+        """
+        CREATE TABLE IF NOT EXISTS raw_records (
+            file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)
+        """
+    )
+
+
+def _jsonl_batches(path: Path):
+    """Yield (first_line_number, list of lines) batches; blank lines keep their numbers."""
+    read_options = pacsv.ReadOptions(column_names=["raw"], block_size=16 << 20)
+    parse_options = pacsv.ParseOptions(
+        delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False, ignore_empty_lines=False
+    )
+    convert_options = pacsv.ConvertOptions(
+        column_types={"raw": pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
+    try:
+        reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
+        next_line = 1
+        for batch in reader:
+            yield next_line, batch.column(0)
+            next_line += batch.num_rows
+        return
+    except pa.ArrowInvalid:
+        pass  # a line with a stray unit separator or invalid UTF-8: fall back to Python lines
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        lines = [raw.rstrip(b"\r\n").decode("utf-8", errors="replace") for raw in fh]
+    yield 1, pa.array(lines, pa.string())
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
+    for first_line, column in _jsonl_batches(f.path):
+        table = pa.table({"raw": column})
+        con.register("_jsonl_batch", table)
+        con.sql(
+            """
+            INSERT INTO raw_records
+            SELECT ?, ? + row_number() OVER () - 1, raw, TRUE FROM _jsonl_batch
+            """,
+            params=[f.name, first_line],
+        )
+        con.unregister("_jsonl_batch")
+    # Blank lines are not records; removing them after numbering keeps line numbers true.
+    con.sql("DELETE FROM raw_records WHERE file = ? AND trim(raw) = ''", params=[f.name])
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
+    header = _csv_header(f.path)
+    if not header:
+        return
+    names = [h.strip() for h in header]
+    # Fast path: pyarrow. Line numbers are exact only when no row is malformed and no value
+    # spans lines; otherwise re-read with the csv module, which knows every row's line.
+    malformed: list[str] = []
+
+    def on_invalid(row):
+        malformed.append(row.text)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            f.path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""]
+            ),
+        )
+        spans_lines = any(
+            pa.compute.any(pa.compute.match_substring(table.column(n), "\n")).as_py() for n in names
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        malformed.append("?")
+        spans_lines = True
+    if not malformed and not spans_lines:
+        lines = pa.array(range(2, table.num_rows + 2), pa.int64())
+        _insert_rows_as_json(con, f.name, table.append_column("__line", lines), names)
+        return
+    _stage_csv_slow(con, f, names)
+
+
+def _stage_csv_slow(con: duckdb.DuckDBPyConnection, f: LandingFile, names: list[str]) -> None:
+    opener = gzip.open if f.path.name.lower().endswith(".gz") else open
+    good: dict[str, list] = {n: [] for n in names}
+    good_lines: list[int] = []
+    bad_rows: list[tuple[int, str]] = []
+    with opener(f.path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        start = reader.line_num + 1
+        for row in reader:
+            line = start
+            start = reader.line_num + 1
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(names):
+                buf = io.StringIO()
+                csv.writer(buf).writerow(row)
+                bad_rows.append((line, buf.getvalue().rstrip("\r\n")))
+                continue
+            for n, v in zip(names, row):
+                good[n].append(v if v != "" else None)
+            good_lines.append(line)
+    table = pa.table({**{n: pa.array(good[n], pa.string()) for n in names}, "__line": pa.array(good_lines, pa.int64())})
+    _insert_rows_as_json(con, f.name, table, names)
+    if bad_rows:
+        # Not JSON text, so validation quarantines them with the column-count reason below.
+        bad = pa.table({"line": [b[0] for b in bad_rows], "raw": [b[1] for b in bad_rows]})
+        con.register("_csv_bad", bad)
+        con.sql(
+            "INSERT INTO raw_records SELECT ?, line, raw, FALSE FROM _csv_bad", params=[f.name]
+        )
+        con.unregister("_csv_bad")
+
+
+def _insert_rows_as_json(con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str]) -> None:
+    con.register("_rows", table)
+    cols = ", ".join(f'"{n}" := "{n}"' for n in dict.fromkeys(names) if n)
+    con.sql(
+        f"INSERT INTO raw_records SELECT ?, __line, to_json(struct_pack({cols}))::VARCHAR, TRUE FROM _rows",
+        params=[file],
+    )
+    con.unregister("_rows")
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
+    names = [r[0] for r in con.sql("DESCRIBE SELECT * FROM read_parquet(?)", params=[str(f.path)]).fetchall()]
+    cols = ", ".join(f'"{n}" := "{n}"' for n in names)
+    con.sql(
+        f"""
+        INSERT INTO raw_records
+        SELECT ?, file_row_number + 1, to_json(struct_pack({cols}))::VARCHAR, TRUE
+        FROM read_parquet(?, file_row_number = true)
+        """,
+        params=[f.name, str(f.path)],
+    )
+
+
+_STAGERS = {"jsonl": _stage_jsonl, "csv": _stage_csv, "parquet": _stage_parquet}
+
+
+def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
+    """Bring `raw_records` in line with the landing folder: parse new or changed files only."""
+    _ensure_raw_tables(con)
+    files, ignored = discover_landing_files(landing_dir)
+    stats = IngestStats(files_total=len(files), files_ignored=ignored)
+    known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())
+    present = {f.name for f in files}
+    for gone in sorted(set(known) - present):
+        con.sql("DELETE FROM raw_records WHERE file = ?", params=[gone])
+        con.sql("DELETE FROM landing_files WHERE file = ?", params=[gone])
+    now = datetime.now(timezone.utc)
+    for f in files:
+        if known.get(f.name) == f.fingerprint:
+            continue
+        con.sql("BEGIN TRANSACTION")
+        try:
+            con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
+            con.sql("DELETE FROM landing_files WHERE file = ?", params=[f.name])
+            file_error = None
+            try:
+                _STAGERS[f.fmt](con, f)
+            except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+                # An unreadable file (corrupt gzip or parquet) is quarantined as one record.
+                con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
+                file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
+                con.sql("INSERT INTO raw_records VALUES (?, 0, NULL, FALSE)", params=[f.name])
+            records = con.sql("SELECT count(*) FROM raw_records WHERE file = ?", params=[f.name]).fetchall()[0][0]
+            con.sql(
+                "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?)",
+                params=[f.name, f.fingerprint, f.fmt, records, now, file_error],
+            )
+            con.sql("COMMIT")
+        except BaseException:
+            con.sql("ROLLBACK")
+            raise
+        stats.files_parsed += 1
+    stats.records_read = con.sql("SELECT count(*) FROM raw_records").fetchall()[0][0]
+    return stats
+
+
+# --------------------------------------------------------------------------------------
+# Validation: raw records → candidate events or rejections (one SQL pass)
+
+
+def _sql_list(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _validation_sql() -> str:
+    paths = ", ".join(f"'$.\"{name}\"'" for name in EVENT_FIELDS)
+    idx = {name: i + 1 for i, name in enumerate(EVENT_FIELDS)}
+    string_types = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+
+    def text(name: str) -> str:
+        v = f"v[{idx[name]}]"
+        return (
+            f"CASE WHEN json_type({v}) IN {string_types} AND trim({v} ->> '$') <> '' "
+            f"THEN {v} ->> '$' END"
+        )
+
+    def bad_type(name: str) -> str:
+        return f"coalesce(json_type(v[{idx[name]}]) IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
+
+    text_cols = ",\n            ".join(f"{text(n)} AS {n}_txt" for n in EVENT_FIELDS)
+    bad_type_checks = ",\n            ".join(
+        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower(json_type(v[{idx[n]}])) END"
+        for n in EVENT_FIELDS
+        if n != "occurred_at"
+    )
+    source_cases = "\n                ".join(
+        f"WHEN '{et}' THEN [{_sql_list(srcs)}]" for et, srcs in ALLOWED_SOURCES.items()
+    )
+    default_cases = "\n                ".join(f"WHEN '{et}' THEN '{src}'" for et, src in DEFAULT_SOURCE.items())
+    rank_cases = " ".join(f"WHEN '{et}' THEN {r}" for et, r in EVENT_KIND_RANK.items())
+    iso = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+    offset = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
+    return f"""
+    CREATE OR REPLACE TEMP TABLE validated AS
+    WITH parsed AS (
+        SELECT r.file, r.line, r.raw,
+            r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) AS is_json,
+            CASE WHEN r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) THEN json_type(r.raw) END AS json_kind,
+            lf.file_error
+        FROM raw_records r LEFT JOIN landing_files lf USING (file)
+    ),
+    objects AS (
+        SELECT *, CASE WHEN json_kind = 'OBJECT' THEN json_extract(raw, [{paths}]) END AS v
+        FROM parsed
+    ),
+    fields AS (
+        SELECT file, line, raw, is_json, json_kind, file_error, v,
+            {text_cols},
+            json_type(v[{idx['occurred_at']}]) AS occurred_at_type,
+            v[{idx['assignee_id']}] IS NOT NULL AS has_assignee_field
+        FROM objects
+    ),
+    typed AS (
+        SELECT *,
+            lower(trim(event_type_txt)) AS event_type_norm,
+            lower(trim(source_txt)) AS source_given,
+            CASE
+                WHEN occurred_at_type IN ('BIGINT', 'UBIGINT') OR regexp_full_match(trim(occurred_at_txt), '-?\\d+')
+                    THEN 'epoch_ms'
+                WHEN regexp_matches(trim(occurred_at_txt), '{iso}{offset}') THEN 'iso_offset'
+                WHEN regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'iso_naive'
+                WHEN occurred_at_txt IS NOT NULL THEN 'unparseable'
+            END AS occurred_at_kind
+        FROM fields
+    ),
+    timed AS (
+        SELECT *,
+            CASE occurred_at_kind
+                WHEN 'epoch_ms' THEN CASE WHEN abs(try_cast(trim(occurred_at_txt) AS BIGINT)) >= 100000000000
+                    THEN make_timestamptz(try_cast(trim(occurred_at_txt) AS BIGINT) * 1000) END
+                WHEN 'iso_offset' THEN try_cast(trim(occurred_at_txt) AS TIMESTAMPTZ)
+            END AS occurred_at_ts,
+            coalesce(source_given, CASE event_type_norm {default_cases} END) AS source_norm,
+            CASE event_type_norm
+                {source_cases}
+            END AS allowed_sources
+        FROM typed
+    ),
+    checked AS (
+        SELECT *,
+            list_filter([
+                CASE WHEN file_error IS NOT NULL THEN file_error END,
+                CASE WHEN file_error IS NULL AND NOT is_json THEN
+                    CASE WHEN raw IS NULL THEN 'record is empty'
+                         WHEN raw LIKE '{{%' OR raw LIKE '[%' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
+                         WHEN file LIKE '%.csv' OR file LIKE '%.csv.gz' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
+                         ELSE 'line is not valid JSON; each line must hold one JSON object' END END,
+                CASE WHEN is_json AND json_kind <> 'OBJECT' THEN 'record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object' END
+            ], lambda x: x IS NOT NULL) AS structural_problems
+        FROM timed
+    ),
+    problems AS (
+        SELECT *,
+            CASE WHEN len(structural_problems) > 0 THEN structural_problems ELSE list_filter([
+                {",".join(f"CASE WHEN {n}_txt IS NULL AND NOT ({bad_type(n)}) THEN 'required field {n} is missing or empty' END" for n in REQUIRED_FIELDS)},
+                {bad_type_checks},
+                CASE WHEN json_type(v[{idx['occurred_at']}]) IN ('BOOLEAN', 'OBJECT', 'ARRAY', 'DOUBLE')
+                     THEN 'occurred_at must be an ISO-8601 string with a UTC offset or integer epoch milliseconds' END,
+                CASE WHEN event_type_norm IS NOT NULL AND allowed_sources IS NULL
+                     THEN 'unknown event_type ''' || event_type_txt || '''; expected one of {", ".join(EVENT_TYPES)}' END,
+                CASE WHEN occurred_at_kind = 'iso_naive'
+                     THEN 'occurred_at ''' || occurred_at_txt || ''' has no UTC offset; add Z or an offset such as +07:00 (local times are never guessed)' END,
+                CASE WHEN occurred_at_kind = 'unparseable' OR (occurred_at_kind = 'iso_offset' AND occurred_at_ts IS NULL)
+                     THEN 'occurred_at ''' || occurred_at_txt || ''' is not a valid ISO-8601 timestamp with a UTC offset, nor integer epoch milliseconds' END,
+                CASE WHEN occurred_at_kind = 'epoch_ms' AND occurred_at_ts IS NULL
+                     THEN 'occurred_at ' || occurred_at_txt || ' is too small for epoch milliseconds (epoch seconds? multiply by 1000)' END,
+                CASE WHEN allowed_sources IS NOT NULL AND source_norm IS NULL
+                     THEN 'source is required for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ') END,
+                CASE WHEN allowed_sources IS NOT NULL AND source_norm IS NOT NULL AND NOT list_contains(allowed_sources, source_norm)
+                     THEN 'source ''' || source_txt || ''' is not allowed for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ') END,
+                CASE WHEN event_type_norm IN ({_sql_list(USER_ID_REQUIRED_FOR_USER_SOURCE)}) AND source_norm = 'user' AND user_id_txt IS NULL
+                     THEN 'user_id is required when source is user on ' || event_type_norm END,
+                CASE WHEN event_type_norm = 'contact.assignee.updated' AND NOT has_assignee_field
+                     THEN 'assignee_id is required for contact.assignee.updated (give null or an empty value to unassign)' END
+            ], lambda x: x IS NOT NULL) END AS problems
+        FROM checked
+    )
+    SELECT file, line, raw, problems,
+        CASE
+            WHEN file_error IS NOT NULL THEN 'unreadable_file'
+            WHEN NOT is_json AND raw IS NOT NULL AND NOT (file LIKE '%.csv' OR file LIKE '%.csv.gz') THEN 'invalid_json'
+            WHEN NOT is_json THEN 'malformed_row'
+            WHEN json_kind <> 'OBJECT' THEN 'not_an_object'
+            WHEN len(problems) = 0 THEN NULL
+            WHEN problems[1] LIKE 'required field%' THEN 'missing_field'
+            WHEN problems[1] LIKE '% must be a string%' THEN 'wrong_type'
+            WHEN problems[1] LIKE 'unknown event_type%' THEN 'unknown_event_type'
+            WHEN problems[1] LIKE 'occurred_at%' THEN 'invalid_timestamp'
+            WHEN problems[1] LIKE 'source%' THEN 'invalid_source'
+            ELSE 'missing_field'
+        END AS reason_code,
+        event_id_txt AS event_id,
+        event_type_norm AS event_type,
+        occurred_at_ts AS occurred_at,
+        contact_id_txt AS contact_id,
+        conversation_id_txt AS conversation_id,
+        channel_id_txt AS channel_id,
+        source_norm AS source,
+        user_id_txt AS user_id,
+        team_id_txt AS team_id,
+        assignee_id_txt AS assignee_id,
+        category_txt AS category,
+        summary_txt AS summary,
+        CASE event_type_norm {rank_cases} END AS kind_rank
+    FROM problems
+    """
+
+
+CONTENT_COLUMNS = tuple(f for f in EVENT_FIELDS if f != "event_id")
+
+
+def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
+    """Create temp tables `valid_events` (unique event ids) and `rejections` from raw_records."""
+    stats = stats or IngestStats()
+    con.sql(_validation_sql())
+    content = ", ".join(CONTENT_COLUMNS)
+    # Exact duplicates (same id, same normalized content) collapse to the first delivery;
+    # an id seen with different contents is a conflict and every version is quarantined.
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE candidates AS
+        SELECT *, md5(to_json(struct_pack({", ".join(f"{c} := {c}" for c in CONTENT_COLUMNS)}))::VARCHAR) AS content_hash
+        FROM validated WHERE reason_code IS NULL
+        """
+    )
+    differs = " || ".join(
+        f"CASE WHEN count(DISTINCT coalesce({c}::VARCHAR, '\x00')) > 1 THEN ['{c}'] ELSE [] END" for c in CONTENT_COLUMNS
+    )
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE id_groups AS
+        SELECT event_id, count(*) AS deliveries, count(DISTINCT content_hash) AS versions,
+               {differs} AS differing_fields
+        FROM candidates GROUP BY event_id
+        """
+    )
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE valid_events AS
+        SELECT c.event_id, c.event_type, c.occurred_at, c.contact_id, c.conversation_id, c.channel_id,
+               c.source, c.user_id, c.team_id, c.assignee_id, c.category, c.summary, c.kind_rank,
+               c.file AS source_file, c.line AS source_line
+        FROM candidates c JOIN id_groups g USING (event_id)
+        WHERE g.versions = 1
+        QUALIFY row_number() OVER (PARTITION BY c.event_id ORDER BY c.file, c.line) = 1
+        """
+    )
+    con.sql(
+        """
+        CREATE OR REPLACE TEMP TABLE rejections AS
+        SELECT file, line, raw AS raw_record, event_id, reason_code,
+               array_to_string(problems, '; ') AS reason
+        FROM validated WHERE reason_code IS NOT NULL
+        UNION ALL
+        SELECT c.file, c.line, c.raw, c.event_id, 'conflicting_duplicate',
+               'conflict: event_id ''' || c.event_id || ''' was delivered ' || g.deliveries
+               || ' times with different content (differs in ' || array_to_string(g.differing_fields, ', ')
+               || '); no version was loaded. Re-deliver the correct version with a new event_id, '
+               || 'or remove the wrong one from the landing folder'
+        FROM candidates c JOIN id_groups g USING (event_id)
+        WHERE g.versions > 1
+        """
+    )
+    stats.records_read = con.sql("SELECT count(*) FROM validated").fetchall()[0][0]
+    stats.valid_records = con.sql("SELECT count(*) FROM candidates").fetchall()[0][0]
+    stats.events_unique = con.sql("SELECT count(*) FROM valid_events").fetchall()[0][0]
+    stats.duplicates_dropped = con.sql(
+        "SELECT coalesce(sum(deliveries - 1), 0) FROM id_groups WHERE versions = 1"
+    ).fetchall()[0][0]
+    return stats

@@ -1,0 +1,246 @@
+"""Per-conversation metrics (spec §5) and daily aggregates, as SQL over the `events` table.
+
+Durations are DOUBLE seconds (`epoch(b) - epoch(a)`): INTERVALs do not convert to Polars.
+Aggregates ignore nulls and are null over no values, never 0.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+
+from closeconv.contract import FRT_BUCKETS
+
+
+def frt_bucket_sql(expr: str) -> str:
+    cases = []
+    for label, upper in FRT_BUCKETS:
+        if upper is None:
+            cases.append(f"ELSE '{label}'")
+        else:
+            cases.append(f"WHEN {expr} < {upper} THEN '{label}'")
+    return f"CASE WHEN {expr} IS NULL THEN NULL " + " ".join(cases) + " END"
+
+
+def build_recorded_assignments(con: duckdb.DuckDBPyConnection) -> None:
+    """The assignment timeline from recorded `contact.assignee.updated` events only.
+
+    `timeline_order` places each change in the global event order, so "the assignee just
+    before event E" is the last row with timeline_order < E.event_order.
+    """
+    con.sql(
+        """
+        CREATE OR REPLACE TABLE assignments AS
+        SELECT contact_id, assignee_id, occurred_at AS valid_from,
+            lead(occurred_at) OVER (PARTITION BY contact_id ORDER BY event_order) AS valid_to,
+            'event' AS cause, event_id, CAST(NULL AS VARCHAR) AS run_id,
+            CAST(event_order AS DOUBLE) AS timeline_order
+        FROM events WHERE event_type = 'contact.assignee.updated'
+        """
+    )
+
+
+def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame | None = None) -> None:
+    """Create table `conversations` from `events` and `assignments`.
+
+    With configured categories, `category_is_configured` flags a closing-note category outside
+    the list (kept, not rejected); it is null without a list or without a category.
+    """
+    configured = categories if categories is not None else pl.DataFrame({"name": []}, schema={"name": pl.String})
+    con.register("_configured_categories", configured.select(pl.col("name").str.to_lowercase().alias("name")))
+    has_list = categories is not None
+    con.sql(
+        f"""
+        CREATE OR REPLACE TABLE conversations AS
+        WITH conv_events AS (
+            SELECT * FROM events WHERE conversation_id IS NOT NULL
+        ),
+        opener AS (
+            SELECT conversation_id, arg_min(event_id, event_order) AS open_event_id,
+                min(event_order) AS open_order
+            FROM conv_events GROUP BY conversation_id
+        ),
+        base AS (
+            SELECT e.conversation_id,
+                any_value(e.contact_id) AS contact_id,
+                min(e.occurred_at) AS opened_at,
+                arg_min(e.event_type, e.event_order) AS open_event_type,
+                arg_min(e.source, e.event_order) AS open_source,
+                arg_min(e.user_id, e.event_order) AS open_user_id,
+                coalesce(arg_min(e.channel_id, e.event_order),
+                         arg_min(e.channel_id, e.event_order) FILTER (WHERE e.channel_id IS NOT NULL)) AS channel_id,
+                min(e.event_order) AS open_order,
+                max(e.occurred_at) FILTER (WHERE e.event_type = 'conversation.closed') AS closed_at,
+                max(e.event_order) FILTER (WHERE e.event_type = 'conversation.closed') AS close_order,
+                any_value(e.source) FILTER (WHERE e.event_type = 'conversation.closed') AS closed_by_source,
+                any_value(e.user_id) FILTER (WHERE e.event_type = 'conversation.closed') AS closed_by_user_id,
+                any_value(e.team_id) FILTER (WHERE e.event_type = 'conversation.closed') AS closed_by_team_id,
+                any_value(e.category) FILTER (WHERE e.event_type = 'conversation.closed') AS category,
+                any_value(e.summary) FILTER (WHERE e.event_type = 'conversation.closed') AS summary,
+                min(e.occurred_at) FILTER (WHERE e.event_type = 'message.received') AS first_incoming_at,
+                count(*) FILTER (WHERE e.event_type = 'message.received') AS incoming_message_count,
+                count(*) FILTER (WHERE e.event_type = 'message.sent') AS outgoing_message_count,
+                count(*) FILTER (WHERE e.event_type = 'message.sent' AND e.source = 'user') AS human_outgoing_message_count
+            FROM conv_events e GROUP BY e.conversation_id
+        ),
+        -- A redundant conversation.opened within 60 s after an implicit open names who opened it.
+        late_opener AS (
+            SELECT b.conversation_id,
+                arg_min(e.source, e.event_order) AS source, arg_min(e.user_id, e.event_order) AS user_id
+            FROM base b JOIN conv_events e USING (conversation_id)
+            WHERE b.open_event_type = 'message.received' AND e.event_type = 'conversation.opened'
+              AND e.event_order > b.open_order AND epoch(e.occurred_at) - epoch(b.opened_at) <= 60
+            GROUP BY b.conversation_id
+        ),
+        opened AS (
+            SELECT b.*,
+                coalesce(l.source, CASE WHEN b.open_event_type = 'message.received' THEN 'contact' ELSE b.open_source END) AS opened_by_source,
+                CASE WHEN l.conversation_id IS NOT NULL THEN l.user_id
+                     WHEN b.open_event_type = 'conversation.opened' THEN b.open_user_id END AS opened_by_user_id
+            FROM base b LEFT JOIN late_opener l USING (conversation_id)
+        ),
+        frt_start AS (
+            -- An agent's own opening message answers nothing: FRT runs from the contact's first message.
+            SELECT *, CASE WHEN opened_by_source = 'contact' THEN opened_at ELSE first_incoming_at END AS frt_start_at
+            FROM opened
+        ),
+        first_response AS (
+            SELECT f.conversation_id,
+                min(e.occurred_at) AS first_response_at,
+                arg_min(e.user_id, e.event_order) AS first_response_by_user_id
+            FROM frt_start f JOIN conv_events e USING (conversation_id)
+            WHERE e.event_type = 'message.sent' AND e.source = 'user' AND e.occurred_at >= f.frt_start_at
+            GROUP BY f.conversation_id
+        ),
+        msgs AS (
+            SELECT conversation_id, event_order, occurred_at, event_type,
+                (event_type = 'message.sent' AND source = 'user') AS is_human_reply,
+                coalesce(sum((event_type = 'message.sent' AND source = 'user')::INT) OVER (
+                    PARTITION BY conversation_id ORDER BY event_order
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS replies_before
+            FROM conv_events WHERE event_type IN ('message.received', 'message.sent')
+        ),
+        -- Run k = incoming messages after the k-th human reply; the (k+1)-th reply answers it.
+        response_times AS (
+            SELECT conversation_id, replies_before,
+                epoch(min(occurred_at) FILTER (WHERE is_human_reply))
+                  - epoch(min(occurred_at) FILTER (WHERE event_type = 'message.received')) AS response_time_s
+            FROM msgs GROUP BY conversation_id, replies_before
+        ),
+        responses AS (
+            SELECT conversation_id, count(response_time_s) AS response_count,
+                avg(response_time_s) AS average_response_time_s
+            FROM response_times GROUP BY conversation_id
+        ),
+        previous_close AS (
+            SELECT conversation_id,
+                lag(closed_at) OVER (PARTITION BY contact_id ORDER BY open_order) AS previous_closed_at
+            FROM base
+        ),
+        assignee_at_open AS (
+            SELECT b.conversation_id, a.assignee_id
+            FROM base b ASOF LEFT JOIN assignments a
+              ON a.contact_id = b.contact_id AND a.timeline_order < b.open_order
+        ),
+        assigned_later AS (
+            SELECT b.conversation_id,
+                arg_min(a.assignee_id, a.timeline_order) AS assignee_id,
+                min(a.valid_from) AS assigned_at
+            FROM base b JOIN assignments a
+              ON a.contact_id = b.contact_id AND a.timeline_order > b.open_order
+             AND (b.close_order IS NULL OR a.timeline_order < b.close_order)
+            WHERE a.assignee_id IS NOT NULL
+            GROUP BY b.conversation_id
+        ),
+        assignee_at_close AS (
+            -- Before the close's own workflows: they sit at close_order + 0.5 in timeline_order.
+            SELECT b.conversation_id, a.assignee_id
+            FROM base b ASOF LEFT JOIN assignments a
+              ON a.contact_id = b.contact_id AND a.timeline_order < b.close_order
+            WHERE b.close_order IS NOT NULL
+        )
+        SELECT
+            f.conversation_id, f.contact_id, f.channel_id,
+            CASE WHEN f.closed_at IS NULL THEN 'open' ELSE 'closed' END AS status,
+            f.opened_at, f.opened_by_source, f.opened_by_user_id,
+            f.closed_at, f.closed_by_source, f.closed_by_user_id, f.closed_by_team_id,
+            f.category, f.summary,
+            f.first_incoming_at,
+            r.first_response_at, r.first_response_by_user_id,
+            epoch(r.first_response_at) - epoch(f.frt_start_at) AS first_response_time_s,
+            epoch(f.closed_at) - epoch(f.opened_at) AS resolution_time_s,
+            {frt_bucket_sql("(epoch(r.first_response_at) - epoch(f.frt_start_at))")} AS frt_bucket,
+            f.incoming_message_count, f.outgoing_message_count, f.human_outgoing_message_count,
+            coalesce(rs.response_count, 0) AS response_count, rs.average_response_time_s,
+            coalesce(ao.assignee_id, al.assignee_id) AS first_assignee_id,
+            CASE WHEN ao.assignee_id IS NOT NULL THEN f.opened_at ELSE al.assigned_at END AS first_assigned_at,
+            ac.assignee_id AS assignee_at_close,
+            coalesce(epoch(f.opened_at) - epoch(p.previous_closed_at) < 86400, false) AS reopened_within_24h,
+            CASE WHEN f.category IS NULL OR NOT {has_list} THEN NULL
+                 ELSE lower(f.category) IN (SELECT name FROM _configured_categories) END AS category_is_configured
+        FROM frt_start f
+        LEFT JOIN first_response r USING (conversation_id)
+        LEFT JOIN responses rs USING (conversation_id)
+        LEFT JOIN previous_close p USING (conversation_id)
+        LEFT JOIN assignee_at_open ao USING (conversation_id)
+        LEFT JOIN assigned_later al USING (conversation_id)
+        LEFT JOIN assignee_at_close ac USING (conversation_id)
+        ORDER BY f.opened_at, f.conversation_id
+        """
+    )
+    con.unregister("_configured_categories")
+
+
+def _tz_literal(tz: str) -> str:
+    ZoneInfo(tz)  # refuse anything that is not an IANA name before it reaches SQL
+    return "'" + tz.replace("'", "''") + "'"
+
+
+def build_daily_conversation_metrics(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    """Per local day (workspace timezone), category, channel and closed-by source.
+
+    Closed-conversation metrics are by close day; `conversations_opened` is by open day
+    (reports count opened conversations by open time), so a row can have one without the other.
+    """
+    tzl = _tz_literal(tz)
+    con.sql(
+        f"""
+        CREATE OR REPLACE TABLE daily_conversation_metrics AS
+        WITH closed AS (
+            SELECT CAST(timezone({tzl}, closed_at) AS DATE) AS day, category, channel_id, closed_by_source,
+                count(*) AS conversations_closed,
+                count(first_response_time_s) AS conversations_answered,
+                count(*) FILTER (WHERE reopened_within_24h) AS conversations_reopened_within_24h,
+                avg(first_response_time_s) AS frt_avg_s,
+                quantile_cont(first_response_time_s, 0.5) AS frt_median_s,
+                quantile_cont(first_response_time_s, 0.9) AS frt_p90_s,
+                avg(resolution_time_s) AS resolution_avg_s,
+                quantile_cont(resolution_time_s, 0.5) AS resolution_median_s,
+                quantile_cont(resolution_time_s, 0.9) AS resolution_p90_s
+            FROM conversations WHERE status = 'closed'
+            GROUP BY ALL
+        ),
+        opened AS (
+            SELECT CAST(timezone({tzl}, opened_at) AS DATE) AS day, category, channel_id, closed_by_source,
+                count(*) AS conversations_opened
+            FROM conversations GROUP BY ALL
+        )
+        SELECT coalesce(c.day, o.day) AS day, coalesce(c.category, o.category) AS category,
+            coalesce(c.channel_id, o.channel_id) AS channel_id,
+            coalesce(c.closed_by_source, o.closed_by_source) AS closed_by_source,
+            coalesce(o.conversations_opened, 0) AS conversations_opened,
+            coalesce(c.conversations_closed, 0) AS conversations_closed,
+            coalesce(c.conversations_answered, 0) AS conversations_answered,
+            coalesce(c.conversations_reopened_within_24h, 0) AS conversations_reopened_within_24h,
+            c.frt_avg_s, c.frt_median_s, c.frt_p90_s,
+            c.resolution_avg_s, c.resolution_median_s, c.resolution_p90_s,
+            {tzl} AS timezone
+        FROM closed c FULL OUTER JOIN opened o
+          ON c.day = o.day AND c.category IS NOT DISTINCT FROM o.category
+         AND c.channel_id IS NOT DISTINCT FROM o.channel_id
+         AND c.closed_by_source IS NOT DISTINCT FROM o.closed_by_source
+        ORDER BY day, category NULLS LAST, channel_id NULLS LAST, closed_by_source NULLS LAST
+        """
+    )

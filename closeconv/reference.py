@@ -1,0 +1,59 @@
+"""Optional reference data in data/reference/: users.csv, teams.csv, categories.csv.
+
+Without these files, team membership comes from team_id seen in events and names fall back
+to ids. A malformed file is a configuration error naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+
+from closeconv.config import ConfigError
+
+REFERENCE_FILES: dict[str, tuple[str, ...]] = {
+    "users.csv": ("user_id", "name", "email", "team_id", "role"),
+    "teams.csv": ("team_id", "name"),
+    "categories.csv": ("name", "description"),
+}
+REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
+    "users.csv": ("user_id",),
+    "teams.csv": ("team_id",),
+    "categories.csv": ("name",),
+}
+
+
+def load_reference(ref_dir: Path, name: str) -> pl.DataFrame | None:
+    """Read one reference file strictly; None when it is absent."""
+    path = ref_dir / name
+    if not path.is_file():
+        return None
+    columns = REFERENCE_FILES[name]
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ConfigError(
+                f"{path}:1: header lacks column(s) {', '.join(missing)}. "
+                f"Fix: the header must be {','.join(columns)}"
+            )
+        rows: dict[str, list[str | None]] = {c: [] for c in columns}
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise ConfigError(
+                    f"{path}:{line}: {len(row)} values for {len(header)} columns. "
+                    "Fix: quote values that contain commas"
+                )
+            record = dict(zip(header, (c.strip() for c in row)))
+            for required in REQUIRED_VALUES[name]:
+                if not record.get(required):
+                    raise ConfigError(f"{path}:{line}: {required} is empty. Fix: give every row a {required}")
+            for c in columns:
+                rows[c].append(record.get(c) or None)
+    return pl.DataFrame(rows, schema={c: pl.String for c in columns})

@@ -1,0 +1,168 @@
+"""The asset graph: landing files → events / rejected_events → workflow replay → conversations →
+daily metrics → the published warehouse.
+
+Assets keep their data in the pipeline's private staging DuckDB (no IO manager: each step
+reads and writes tables in place), and only `warehouse` touches the file analysts open.
+"""
+
+
+import time
+
+import dagster as dg
+
+from closeconv.pipeline import (
+    build_conversation_tables,
+    build_events,
+    build_workflow_tables,
+    stage_landing,
+)
+from closeconv.progress import report
+from closeconv.warehouse import publish
+from pipelines.defs.policies import FRESHNESS_POLICY
+from pipelines.defs.resources import LandingResource, ReferenceDataResource, WarehouseResource, WorkflowsResource
+
+INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish"
+
+
+@dg.asset(
+    group_name=INGEST,
+    freshness_policy=FRESHNESS_POLICY,
+    kinds={"duckdb"},
+    description="Every record of every event file in the landing folder, parsed once per file version.",
+)
+def landing_files(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    with warehouse.staging() as con:
+        stats = stage_landing(con, landing.folder())
+    report(
+        context,
+        f"landing_files: {stats.files_total} files ({stats.files_parsed} new or changed), "
+        f"{stats.records_read:,} records",
+        started,
+    )
+    if stats.files_ignored:
+        context.log.warning(f"ignored files with unknown formats: {', '.join(stats.files_ignored)}")
+    return dg.MaterializeResult(
+        metadata={
+            "files": stats.files_total,
+            "files_parsed": stats.files_parsed,
+            "files_ignored": dg.MetadataValue.json(stats.files_ignored),
+            "records_read": stats.records_read,
+        }
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("events", deps=["landing_files"], group_name=INGEST, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Validated, deduplicated, sessionized events (spec §3–§4)."),
+        dg.AssetSpec("rejected_events", deps=["landing_files"], group_name=INGEST, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Quarantined records with file, line, raw record and reason."),
+    ],
+)
+def events_and_rejections(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    started = time.perf_counter()
+    with warehouse.staging() as con:
+        counts = build_events(con)
+    reasons = ", ".join(f"{k} {v:,}" for k, v in counts.rejected_by_reason.items()) or "none"
+    report(
+        context,
+        f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
+        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons})",
+        started,
+    )
+    yield dg.MaterializeResult(
+        asset_key="events",
+        metadata={
+            "records_read": counts.records_read,
+            "events_loaded": counts.events_loaded,
+            "duplicates_dropped": counts.duplicates_dropped,
+            "dagster/row_count": counts.events_loaded,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="rejected_events",
+        metadata={
+            "rejected": counts.rejected,
+            "rejected_by_reason": dg.MetadataValue.json(counts.rejected_by_reason),
+            "dagster/row_count": counts.rejected,
+        },
+    )
+
+
+WORKFLOW_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(name, deps=["events"], group_name=WORKFLOWS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY)
+        for name in WORKFLOW_TABLES
+    ],
+    description="Replay workflows/*.yaml over the events: runs, actions, the merged assignment timeline, drift.",
+)
+def replay_workflows(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    workflows: WorkflowsResource,
+    reference: ReferenceDataResource,
+):
+    started = time.perf_counter()
+    with warehouse.staging() as con:
+        counts = build_workflow_tables(con, workflows.folder(), reference.folder())
+    report(
+        context,
+        f"workflows: {counts['workflows']} enabled, {counts['workflow_runs']:,} runs, "
+        f"{counts['workflow_actions']:,} actions, {counts['workflow_drift']:,} drifted contacts",
+        started,
+    )
+    for name in WORKFLOW_TABLES:
+        yield dg.MaterializeResult(asset_key=name, metadata={"dagster/row_count": counts[name]})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("conversations", deps=["events", "assignments"], group_name=METRICS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="One row per conversation with first-response and resolution metrics (spec §5)."),
+        dg.AssetSpec("daily_conversation_metrics", deps=["conversations"], group_name=METRICS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Per local day, category, channel and closed-by source: counts, avg/median/p90."),
+    ],
+)
+def conversation_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference: ReferenceDataResource):
+    started = time.perf_counter()
+    with warehouse.staging() as con:
+        by_status = build_conversation_tables(con, warehouse.timezone, reference.folder())
+        days = con.sql("SELECT count(DISTINCT day) FROM daily_conversation_metrics").fetchall()[0][0]
+    report(
+        context,
+        f"conversations: {by_status.get('closed', 0):,} closed, {by_status.get('open', 0):,} open; "
+        f"daily metrics over {days} days ({warehouse.timezone})",
+        started,
+    )
+    yield dg.MaterializeResult(
+        asset_key="conversations",
+        metadata={"closed": by_status.get("closed", 0), "open": by_status.get("open", 0),
+                  "dagster/row_count": sum(by_status.values())},
+    )
+    yield dg.MaterializeResult(asset_key="daily_conversation_metrics", metadata={"days": days})
+
+
+@dg.asset(
+    group_name=PUBLISH,
+    deps=["events", "rejected_events", "conversations", "daily_conversation_metrics", *WORKFLOW_TABLES],
+    freshness_policy=FRESHNESS_POLICY,
+    kinds={"duckdb"},
+    description="The analyst-facing DuckDB file, swapped in atomically so readers never block a run.",
+)
+def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    with warehouse.staging() as con:
+        counts = publish(con, warehouse.settings(), context.run_id)
+    report(context, f"warehouse: published {warehouse.path}", started)
+    return dg.MaterializeResult(metadata={"path": warehouse.path, **{f"rows.{k}": v for k, v in counts.items()}})
