@@ -24,6 +24,7 @@ import duckdb
 from closeconv.config import Settings
 
 SCHEMA_VERSION = 1
+PUBLISH_STORAGE_VERSION = "v1.5.0"
 
 # Tables analysts see, in the order they are documented (docs/warehouse.md).
 PUBLIC_TABLES: tuple[str, ...] = (
@@ -133,8 +134,8 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> 
         ],
     )
     tmp_sql = str(tmp).replace("'", "''")
-    con.sql(f"ATTACH '{tmp_sql}' AS publish_target")
     try:
+        con.sql(f"ATTACH '{tmp_sql}' AS publish_target")
         for t in PUBLIC_TABLES:
             con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {t}")
         con.sql(
@@ -143,15 +144,17 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> 
             params=[SCHEMA_VERSION, run_id, datetime.now(timezone.utc), settings.timezone],
         )
         con.sql("DETACH publish_target")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
+        Path(str(target) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, target)
     except BaseException:
+        # Nothing was published: forget this run, or the next publish would list it as published.
         con.sql("DETACH DATABASE IF EXISTS publish_target")
+        con.sql("DELETE FROM pipeline_runs WHERE run_id = ?", params=[run_id])
         tmp.unlink(missing_ok=True)
         raise
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
-    Path(str(target) + ".wal").unlink(missing_ok=True)
-    os.replace(tmp, target)
     return counts
 
 

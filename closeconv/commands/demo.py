@@ -1,0 +1,52 @@
+"""`closeconv demo`: the quick start's main command — sample data → pipeline → what to look at."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from closeconv.commands.run import ConfigurationFailed, _failure_message, print_summary, run_pipeline
+from closeconv.config import ConfigError, resolve_settings
+from closeconv.ingest import discover_landing_files
+
+
+@click.command("demo")
+@click.option("--conversations", default=2000, show_default=True, help="Sample conversations to generate when the landing folder is empty.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the sample data.")
+@click.option("--timezone", default=None, help="Workspace timezone (IANA). [env CLOSECONV_TIMEZONE; default UTC]")
+def command(conversations: int, seed: int, timezone: str | None) -> None:
+    """Run the main job on the embedded default setup.
+
+    Generates deterministic sample events into the landing folder (only when it holds no event
+    files), writes sample reference data, builds the warehouse with the shipped workflows, and
+    prints how to look at the result.
+    """
+    from closeconv.generate import generate_sample, write_reference
+
+    settings = resolve_settings({"timezone": timezone})
+    settings.landing_dir.mkdir(parents=True, exist_ok=True)
+    files, _ = discover_landing_files(settings.landing_dir)
+    if files:
+        click.echo(f"closeconv demo: {settings.landing_dir} already holds {len(files)} event files; using them.", err=True)
+    else:
+        click.echo(f"closeconv demo: generating {conversations:,} sample conversations (seed {seed}) into {settings.landing_dir}", err=True)
+        result = generate_sample(settings.landing_dir, conversations=conversations, seed=seed)
+        click.echo(f"  wrote {result.events_written:,} events to {', '.join(p.name for p in result.files)}", err=True)
+    if not any(settings.reference_dir.glob("*.csv")):
+        write_reference(settings.reference_dir, seed=seed)
+        click.echo(f"  wrote sample reference data to {settings.reference_dir}", err=True)
+    started = time.perf_counter()
+    try:
+        result = run_pipeline(settings)
+    except ConfigError as exc:
+        raise ConfigurationFailed(str(exc)) from None
+    if not result.success:
+        click.echo(_failure_message(result), err=True)
+        raise SystemExit(1)
+    print_summary(settings, time.perf_counter() - started)
+    click.echo("")
+    click.echo("Next:")
+    click.echo("  uv run duckdb -readonly data/warehouse.duckdb     # SQL shell on the warehouse (docs/warehouse.md)")
+    click.echo("  uv run dg dev                                     # Dagster UI: assets, checks, schedule, sensor")
+    click.echo("  uv run closeconv workflows validate               # check workflows/*.yaml (docs/workflows.md)")
