@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from closeconv.contract import (
@@ -132,11 +133,17 @@ def _jsonl_batches(path: Path):
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as fh:
         lines = [raw.rstrip(b"\r\n").decode("utf-8", errors="replace") for raw in fh]
+    if lines and lines[0].startswith("\ufeff"):
+        lines[0] = lines[0][1:]  # a byte-order mark is not part of the first record
     yield 1, pa.array(lines, pa.string())
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
     for first_line, column in _jsonl_batches(f.path):
+        if first_line == 1:
+            # The line-by-line fallback restarts at line 1 after the fast reader failed on a
+            # later block: drop what the fast reader staged, or those lines would count twice.
+            con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
         table = pa.table({"raw": column})
         con.register("_jsonl_batch", table)
         con.sql(
@@ -153,7 +160,8 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
 
 def _csv_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+    # utf-8-sig: a byte-order mark (Excel's CSV export) must not become part of the first column name.
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
         return next(csv.reader(fh), [])
 
 
@@ -174,20 +182,31 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
         table = pacsv.read_csv(
             f.path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            # Blank lines are read as empty rows (not skipped), so row i stays on line i + 2.
+            parse_options=pacsv.ParseOptions(
+                newlines_in_values=True, invalid_row_handler=on_invalid, ignore_empty_lines=False
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""]
             ),
         )
         spans_lines = any(
-            pa.compute.any(pa.compute.match_substring(table.column(n), "\n")).as_py() for n in names
+            pc.any(pc.match_substring(table.column(n), "\n")).as_py() for n in names
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         malformed.append("?")
         spans_lines = True
     if not malformed and not spans_lines:
         lines = pa.array(range(2, table.num_rows + 2), pa.int64())
-        _insert_rows_as_json(con, f.name, table.append_column("__line", lines), names)
+        table = table.append_column("__line", lines)
+        # Blank rows are not records (as in the line-by-line reader); drop them after numbering.
+        blank = None
+        for i in range(len(names)):
+            empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(table.column(i)), ""), True)
+            blank = empty if blank is None else pc.and_(blank, empty)
+        if blank is not None:
+            table = table.filter(pc.invert(blank))
+        _insert_rows_as_json(con, f.name, table, names)
         return
     _stage_csv_slow(con, f, names)
 
@@ -197,7 +216,7 @@ def _stage_csv_slow(con: duckdb.DuckDBPyConnection, f: LandingFile, names: list[
     good: dict[str, list] = {n: [] for n in names}
     good_lines: list[int] = []
     bad_rows: list[tuple[int, str]] = []
-    with opener(f.path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+    with opener(f.path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.reader(fh)
         next(reader, None)
         start = reader.line_num + 1
@@ -252,6 +271,32 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
 _STAGERS = {"jsonl": _stage_jsonl, "csv": _stage_csv, "parquet": _stage_parquet}
 
 
+_READ_ERRORS = (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeDecodeError, csv.Error)
+
+
+def _restage_file(
+    con: duckdb.DuckDBPyConnection, f: LandingFile, now: datetime, file_error: str | None = None
+) -> None:
+    """Replace one file's raw records in one transaction: its records, or one unreadable-file record."""
+    con.sql("BEGIN TRANSACTION")
+    try:
+        con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
+        con.sql("DELETE FROM landing_files WHERE file = ?", params=[f.name])
+        if file_error is None:
+            _STAGERS[f.fmt](con, f)
+        else:
+            con.sql("INSERT INTO raw_records VALUES (?, 0, NULL, FALSE)", params=[f.name])
+        records = con.sql("SELECT count(*) FROM raw_records WHERE file = ?", params=[f.name]).fetchall()[0][0]
+        con.sql(
+            "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?)",
+            params=[f.name, f.fingerprint, f.fmt, records, now, file_error],
+        )
+        con.sql("COMMIT")
+    except BaseException:
+        con.sql("ROLLBACK")
+        raise
+
+
 def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
     """Bring `raw_records` in line with the landing folder: parse new or changed files only."""
     _ensure_raw_tables(con)
@@ -266,27 +311,14 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> In
     for f in files:
         if known.get(f.name) == f.fingerprint:
             continue
-        con.sql("BEGIN TRANSACTION")
         try:
-            con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
-            con.sql("DELETE FROM landing_files WHERE file = ?", params=[f.name])
-            file_error = None
-            try:
-                _STAGERS[f.fmt](con, f)
-            except (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
-                # An unreadable file (corrupt gzip or parquet) is quarantined as one record.
-                con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
-                file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
-                con.sql("INSERT INTO raw_records VALUES (?, 0, NULL, FALSE)", params=[f.name])
-            records = con.sql("SELECT count(*) FROM raw_records WHERE file = ?", params=[f.name]).fetchall()[0][0]
-            con.sql(
-                "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?)",
-                params=[f.name, f.fingerprint, f.fmt, records, now, file_error],
-            )
-            con.sql("COMMIT")
-        except BaseException:
-            con.sql("ROLLBACK")
-            raise
+            _restage_file(con, f, now)
+        except _READ_ERRORS as exc:
+            # An unreadable file (corrupt gzip or parquet) is quarantined as one record. The
+            # failed attempt was rolled back first: a DuckDB error while reading aborts the
+            # transaction, so nothing more could be written in it.
+            file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
+            _restage_file(con, f, now, file_error)
         stats.files_parsed += 1
     stats.records_read = con.sql("SELECT count(*) FROM raw_records").fetchall()[0][0]
     return stats
@@ -306,18 +338,15 @@ def _validation_sql() -> str:
     string_types = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 
     def text(name: str) -> str:
-        v = f"v[{idx[name]}]"
-        return (
-            f"CASE WHEN json_type({v}) IN {string_types} AND trim({v} ->> '$') <> '' "
-            f"THEN {v} ->> '$' END"
-        )
+        i = idx[name]
+        return f"CASE WHEN t[{i}] IN {string_types} AND trim(s[{i}]) <> '' THEN s[{i}] END"
 
     def bad_type(name: str) -> str:
-        return f"coalesce(json_type(v[{idx[name]}]) IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
+        return f"coalesce(t[{idx[name]}] IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
 
     text_cols = ",\n            ".join(f"{text(n)} AS {n}_txt" for n in EVENT_FIELDS)
     bad_type_checks = ",\n            ".join(
-        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower(json_type(v[{idx[n]}])) END"
+        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower(t[{idx[n]}]) END"
         for n in EVENT_FIELDS
         if n != "occurred_at"
     )
@@ -337,16 +366,24 @@ def _validation_sql() -> str:
             lf.file_error
         FROM raw_records r LEFT JOIN landing_files lf USING (file)
     ),
-    objects AS (
+    objects AS MATERIALIZED (
         SELECT *, CASE WHEN json_kind = 'OBJECT' THEN json_extract(raw, [{paths}]) END AS v
         FROM parsed
     ),
-    fields AS (
-        SELECT file, line, raw, is_json, json_kind, file_error, v,
-            {text_cols},
-            json_type(v[{idx['occurred_at']}]) AS occurred_at_type,
+    -- MATERIALIZED: DuckDB would otherwise inline `v` into every reference and parse each
+    -- record once per field instead of once.
+    fields AS MATERIALIZED (
+        SELECT file, line, raw, is_json, json_kind, file_error,
+            list_transform(v, lambda x: json_type(x)) AS t,
+            list_transform(v, lambda x: x ->> '$') AS s,
             v[{idx['assignee_id']}] IS NOT NULL AS has_assignee_field
         FROM objects
+    ),
+    texts AS (
+        SELECT *,
+            {text_cols},
+            t[{idx['occurred_at']}] AS occurred_at_type
+        FROM fields
     ),
     typed AS (
         SELECT *,
@@ -359,14 +396,15 @@ def _validation_sql() -> str:
                 WHEN regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'iso_naive'
                 WHEN occurred_at_txt IS NOT NULL THEN 'unparseable'
             END AS occurred_at_kind
-        FROM fields
+        FROM texts
     ),
-    timed AS (
+    timed AS MATERIALIZED (
         SELECT *,
             CASE occurred_at_kind
                 WHEN 'epoch_ms' THEN CASE WHEN abs(try_cast(trim(occurred_at_txt) AS BIGINT)) >= 100000000000
                     THEN make_timestamptz(try_cast(trim(occurred_at_txt) AS BIGINT) * 1000) END
-                WHEN 'iso_offset' THEN try_cast(trim(occurred_at_txt) AS TIMESTAMPTZ)
+                -- upper(): the pattern above accepts a lower-case 'z' (RFC 3339); the cast does not
+                WHEN 'iso_offset' THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
             END AS occurred_at_ts,
             coalesce(source_given, CASE event_type_norm {default_cases} END) AS source_norm,
             CASE event_type_norm
@@ -392,7 +430,7 @@ def _validation_sql() -> str:
             CASE WHEN len(structural_problems) > 0 THEN structural_problems ELSE list_filter([
                 {",".join(f"CASE WHEN {n}_txt IS NULL AND NOT ({bad_type(n)}) THEN 'required field {n} is missing or empty' END" for n in REQUIRED_FIELDS)},
                 {bad_type_checks},
-                CASE WHEN json_type(v[{idx['occurred_at']}]) IN ('BOOLEAN', 'OBJECT', 'ARRAY', 'DOUBLE')
+                CASE WHEN occurred_at_type IN ('BOOLEAN', 'OBJECT', 'ARRAY', 'DOUBLE')
                      THEN 'occurred_at must be an ISO-8601 string with a UTC offset or integer epoch milliseconds' END,
                 CASE WHEN event_type_norm IS NOT NULL AND allowed_sources IS NULL
                      THEN 'unknown event_type ''' || event_type_txt || '''; expected one of {", ".join(EVENT_TYPES)}' END,
@@ -454,33 +492,52 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
     # an id seen with different contents is a conflict and every version is quarantined.
+    # hash() of the normalized content: only versions of the same event_id are compared, so
+    # a 64-bit collision would have to happen within one id's handful of deliveries.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE candidates AS
-        SELECT *, md5(to_json(struct_pack({", ".join(f"{c} := {c}" for c in CONTENT_COLUMNS)}))::VARCHAR) AS content_hash
+        SELECT *, hash({content}) AS content_hash
         FROM validated WHERE reason_code IS NULL
         """
     )
-    differs = " || ".join(
-        f"CASE WHEN count(DISTINCT coalesce({c}::VARCHAR, '\x00')) > 1 THEN ['{c}'] ELSE [] END" for c in CONTENT_COLUMNS
+    con.sql(
+        """
+        CREATE OR REPLACE TEMP TABLE id_groups AS
+        SELECT event_id, count(*) AS deliveries, count(DISTINCT content_hash) AS versions
+        FROM candidates GROUP BY event_id
+        HAVING count(*) > 1
+        """
     )
+    differs = " || ".join(
+        f"CASE WHEN count(DISTINCT {c}) > 1 OR count({c}) NOT IN (0, count(*)) THEN ['{c}'] ELSE [] END"
+        for c in CONTENT_COLUMNS
+    )
+    # Only conflicting ids (few) pay for naming the fields that differ.
     con.sql(
         f"""
-        CREATE OR REPLACE TEMP TABLE id_groups AS
-        SELECT event_id, count(*) AS deliveries, count(DISTINCT content_hash) AS versions,
-               {differs} AS differing_fields
-        FROM candidates GROUP BY event_id
+        CREATE OR REPLACE TEMP TABLE conflicts AS
+        SELECT c.event_id, any_value(g.deliveries) AS deliveries, {differs} AS differing_fields
+        FROM candidates c JOIN id_groups g USING (event_id)
+        WHERE g.versions > 1
+        GROUP BY c.event_id
         """
     )
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE valid_events AS
-        SELECT c.event_id, c.event_type, c.occurred_at, c.contact_id, c.conversation_id, c.channel_id,
-               c.source, c.user_id, c.team_id, c.assignee_id, c.category, c.summary, c.kind_rank,
-               c.file AS source_file, c.line AS source_line
-        FROM candidates c JOIN id_groups g USING (event_id)
-        WHERE g.versions = 1
-        QUALIFY row_number() OVER (PARTITION BY c.event_id ORDER BY c.file, c.line) = 1
+        WITH unique_ids AS (
+            SELECT * FROM candidates ANTI JOIN id_groups USING (event_id)
+        ),
+        redelivered AS (
+            SELECT c.* FROM candidates c JOIN id_groups g USING (event_id)
+            WHERE g.versions = 1
+            QUALIFY row_number() OVER (PARTITION BY c.event_id ORDER BY c.file, c.line) = 1
+        )
+        SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id,
+               source, user_id, team_id, assignee_id, category, summary, kind_rank,
+               file AS source_file, line AS source_line
+        FROM (SELECT * FROM unique_ids UNION ALL SELECT * FROM redelivered)
         """
     )
     con.sql(
@@ -495,8 +552,7 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
                || ' times with different content (differs in ' || array_to_string(g.differing_fields, ', ')
                || '); no version was loaded. Re-deliver the correct version with a new event_id, '
                || 'or remove the wrong one from the landing folder'
-        FROM candidates c JOIN id_groups g USING (event_id)
-        WHERE g.versions > 1
+        FROM candidates c JOIN conflicts g USING (event_id)
         """
     )
     stats.records_read = con.sql("SELECT count(*) FROM validated").fetchall()[0][0]
@@ -505,4 +561,5 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     stats.duplicates_dropped = con.sql(
         "SELECT coalesce(sum(deliveries - 1), 0) FROM id_groups WHERE versions = 1"
     ).fetchall()[0][0]
+    con.sql("DROP TABLE IF EXISTS conflicts")
     return stats

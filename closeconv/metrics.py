@@ -68,7 +68,7 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
                 min(e.occurred_at) AS opened_at,
                 arg_min(e.event_type, e.event_order) AS open_event_type,
                 arg_min(e.source, e.event_order) AS open_source,
-                arg_min(e.user_id, e.event_order) AS open_user_id,
+                arg_min_null(e.user_id, e.event_order) AS open_user_id,  -- arg_min skips nulls
                 coalesce(arg_min(e.channel_id, e.event_order),
                          arg_min(e.channel_id, e.event_order) FILTER (WHERE e.channel_id IS NOT NULL)) AS channel_id,
                 min(e.event_order) AS open_order,
@@ -88,7 +88,7 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
         -- A redundant conversation.opened within 60 s after an implicit open names who opened it.
         late_opener AS (
             SELECT b.conversation_id,
-                arg_min(e.source, e.event_order) AS source, arg_min(e.user_id, e.event_order) AS user_id
+                arg_min(e.source, e.event_order) AS source, arg_min_null(e.user_id, e.event_order) AS user_id
             FROM base b JOIN conv_events e USING (conversation_id)
             WHERE b.open_event_type = 'message.received' AND e.event_type = 'conversation.opened'
               AND e.event_order > b.open_order AND epoch(e.occurred_at) - epoch(b.opened_at) <= 60

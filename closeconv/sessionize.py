@@ -21,40 +21,38 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE _ordered AS
-        SELECT *,
-            row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS event_order,
-            CASE WHEN event_type IN ('conversation.opened', 'message.received') THEN 1
-                 WHEN event_type = 'conversation.closed' THEN 0 END AS sets_open
+        SELECT *, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS event_order
         FROM valid_events
         """
     )
+    # The state machine runs on a narrow projection (both windows share one sort), and the
+    # wide rows are joined back once.
     con.sql(
         """
-        CREATE OR REPLACE TEMP TABLE _stateful AS
+        CREATE OR REPLACE TEMP TABLE _sessions AS
         WITH s AS (
+            SELECT event_order, contact_id, event_type,
+                CASE WHEN event_type IN ('conversation.opened', 'message.received') THEN 1
+                     WHEN event_type = 'conversation.closed' THEN 0 END AS sets_open
+            FROM _ordered
+        ),
+        f AS (
             SELECT *,
                 coalesce(last_value(sets_open IGNORE NULLS) OVER (
                     PARTITION BY contact_id ORDER BY event_order
                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS open_before
-            FROM _ordered
-        )
-        SELECT *,
-            (sets_open = 1 AND open_before = 0) AS opens,
-            (event_type = 'conversation.closed' AND open_before = 1) AS closes,
-            (event_type = 'conversation.closed' AND open_before = 0) AS orphan
-        FROM s
-        """
-    )
-    con.sql(
-        """
-        CREATE OR REPLACE TEMP TABLE _sessions AS
-        WITH numbered AS (
+            FROM s
+        ),
+        g AS (
             SELECT *,
-                sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY event_order
-                                      ROWS UNBOUNDED PRECEDING) AS session_no
-            FROM _stateful
+                (sets_open = 1 AND open_before = 0) AS opens,
+                (event_type = 'conversation.closed' AND open_before = 0) AS orphan
+            FROM f
         )
-        SELECT *, (open_before = 1 OR opens) AND NOT orphan AS in_session FROM numbered
+        SELECT event_order, contact_id, opens, orphan,
+            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY event_order ROWS UNBOUNDED PRECEDING) AS session_no,
+            (open_before = 1 OR opens) AND NOT orphan AS in_session
+        FROM g
         """
     )
     # Deterministic id: hash of contact + open time + opening event; a conversation_id given
@@ -68,20 +66,22 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                 'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR
                                      || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)
             ) AS session_conversation_id
-        FROM _sessions WHERE in_session
+        FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
         GROUP BY contact_id, session_no
         """
     )
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE sessionized_events AS
-        SELECT s.event_id, s.event_type, s.occurred_at, s.contact_id,
-            CASE WHEN s.in_session THEN i.session_conversation_id ELSE s.conversation_id END AS conversation_id,
-            s.channel_id, s.source, s.user_id, s.team_id, s.assignee_id, s.category, s.summary,
-            s.event_order, s.source_file, s.source_line
-        FROM _sessions s
-        LEFT JOIN _session_ids i ON s.in_session AND i.contact_id = s.contact_id AND i.session_no = s.session_no
-        WHERE NOT s.orphan
+        SELECT o.event_id, o.event_type, o.occurred_at, o.contact_id,
+            -- Outside a session an event belongs to no conversation (§4), even if it names one:
+            -- keeping that id would make a phantom conversation of a broadcast.
+            CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
+            o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
+            o.event_order, o.source_file, o.source_line
+        FROM _ordered o JOIN _sessions x USING (event_order)
+        LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
+        WHERE NOT x.orphan
         """
     )
     con.sql(
@@ -91,10 +91,10 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             'orphan_close' AS reason_code,
             replace(replace('{ORPHAN_CLOSE_REASON.replace("'", "''")}', '{{contact}}', s.contact_id),
                     '{{at}}', strftime(s.occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ')) AS reason
-        FROM _sessions s
+        FROM _ordered s JOIN _sessions x USING (event_order)
         LEFT JOIN raw_records r ON r.file = s.source_file AND r.line = s.source_line
-        WHERE s.orphan
+        WHERE x.orphan
         """
     )
-    for t in ("_ordered", "_stateful", "_sessions", "_session_ids"):
+    for t in ("_ordered", "_sessions", "_session_ids"):
         con.sql(f"DROP TABLE IF EXISTS {t}")
