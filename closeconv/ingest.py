@@ -333,20 +333,26 @@ def _sql_list(values) -> str:
 
 
 def _validation_sql() -> str:
-    paths = ", ".join(f"'$.\"{name}\"'" for name in EVENT_FIELDS)
-    idx = {name: i + 1 for i, name in enumerate(EVENT_FIELDS)}
-    string_types = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+    struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in EVENT_FIELDS) + "}"
+
+    def suspicious(name: str) -> str:
+        # from_json renders a number as its text, but also an object, array or boolean; only
+        # values that look like one of those need the exact (slower) json_type.
+        return f"(j.{name} IN ('true', 'false') OR left(j.{name}, 1) IN ('{{', '['))"
+
+    def json_kind_of(name: str) -> str:
+        return f"CASE WHEN {suspicious(name)} THEN json_type(raw, '$.\"{name}\"') END"
 
     def text(name: str) -> str:
-        i = idx[name]
-        return f"CASE WHEN t[{i}] IN {string_types} AND trim(s[{i}]) <> '' THEN s[{i}] END"
+        return f"CASE WHEN {name}_jtype IS NULL AND trim(j.{name}) <> '' THEN j.{name} END"
 
     def bad_type(name: str) -> str:
-        return f"coalesce(t[{idx[name]}] IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
+        return f"coalesce({name}_jtype IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
 
+    kind_cols = ",\n            ".join(f"{json_kind_of(n)} AS {n}_jtype" for n in EVENT_FIELDS)
     text_cols = ",\n            ".join(f"{text(n)} AS {n}_txt" for n in EVENT_FIELDS)
     bad_type_checks = ",\n            ".join(
-        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower(t[{idx[n]}]) END"
+        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower({n}_jtype) END"
         for n in EVENT_FIELDS
         if n != "occurred_at"
     )
@@ -359,30 +365,34 @@ def _validation_sql() -> str:
     offset = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
     return f"""
     CREATE OR REPLACE TEMP TABLE validated AS
-    WITH parsed AS (
-        SELECT r.file, r.line, r.raw,
+    -- MATERIALIZED stages: DuckDB would otherwise inline the parsed struct into every
+    -- reference and parse each record once per field instead of once.
+    WITH parsed AS MATERIALIZED (
+        SELECT r.file, r.line, r.raw, lf.file_error,
             r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) AS is_json,
-            CASE WHEN r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) THEN json_type(r.raw) END AS json_kind,
-            lf.file_error
+            CASE WHEN r.raw IS NULL THEN 'empty'
+                 WHEN NOT r.is_json_text THEN 'row'
+                 WHEN r.raw LIKE '{{%' OR r.raw LIKE '[%' THEN 'jsonish'
+                 ELSE 'text' END AS raw_shape
         FROM raw_records r LEFT JOIN landing_files lf USING (file)
     ),
     objects AS MATERIALIZED (
-        SELECT *, CASE WHEN json_kind = 'OBJECT' THEN json_extract(raw, [{paths}]) END AS v
+        SELECT file, line, raw, file_error, raw_shape, is_json,
+            CASE WHEN is_json THEN json_type(raw) END AS json_kind,
+            CASE WHEN is_json AND json_type(raw) = 'OBJECT' THEN from_json(raw, '{struct}') END AS j
         FROM parsed
     ),
-    -- MATERIALIZED: DuckDB would otherwise inline `v` into every reference and parse each
-    -- record once per field instead of once.
     fields AS MATERIALIZED (
-        SELECT file, line, raw, is_json, json_kind, file_error,
-            list_transform(v, lambda x: json_type(x)) AS t,
-            list_transform(v, lambda x: x ->> '$') AS s,
-            v[{idx['assignee_id']}] IS NOT NULL AS has_assignee_field
+        SELECT file, line, raw_shape, is_json, json_kind, file_error, j,
+            {kind_cols},
+            CASE WHEN lower(trim(j.event_type)) = 'contact.assignee.updated'
+                 THEN json_exists(raw, '$.assignee_id') END AS has_assignee_field
         FROM objects
     ),
     texts AS (
         SELECT *,
             {text_cols},
-            t[{idx['occurred_at']}] AS occurred_at_type
+            CASE WHEN regexp_full_match(trim(j.occurred_at), '-?\\d+') THEN 'BIGINT' ELSE occurred_at_jtype END AS occurred_at_type
         FROM fields
     ),
     typed AS (
@@ -417,8 +427,8 @@ def _validation_sql() -> str:
             list_filter([
                 CASE WHEN file_error IS NOT NULL THEN file_error END,
                 CASE WHEN file_error IS NULL AND NOT is_json THEN
-                    CASE WHEN raw IS NULL THEN 'record is empty'
-                         WHEN raw LIKE '{{%' OR raw LIKE '[%' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
+                    CASE WHEN raw_shape = 'empty' THEN 'record is empty'
+                         WHEN raw_shape = 'jsonish' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
                          WHEN file LIKE '%.csv' OR file LIKE '%.csv.gz' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
                          ELSE 'line is not valid JSON; each line must hold one JSON object' END END,
                 CASE WHEN is_json AND json_kind <> 'OBJECT' THEN 'record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object' END
@@ -451,10 +461,10 @@ def _validation_sql() -> str:
             ], lambda x: x IS NOT NULL) END AS problems
         FROM checked
     )
-    SELECT file, line, raw, problems,
+    SELECT file, line, problems,
         CASE
             WHEN file_error IS NOT NULL THEN 'unreadable_file'
-            WHEN NOT is_json AND raw IS NOT NULL AND NOT (file LIKE '%.csv' OR file LIKE '%.csv.gz') THEN 'invalid_json'
+            WHEN NOT is_json AND raw_shape IN ('jsonish', 'text') THEN 'invalid_json'
             WHEN NOT is_json THEN 'malformed_row'
             WHEN json_kind <> 'OBJECT' THEN 'not_an_object'
             WHEN len(problems) = 0 THEN NULL
@@ -543,16 +553,18 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE rejections AS
-        SELECT file, line, raw AS raw_record, event_id, reason_code,
-               array_to_string(problems, '; ') AS reason
-        FROM validated WHERE reason_code IS NOT NULL
+        SELECT v.file, v.line, r.raw AS raw_record, v.event_id, v.reason_code,
+               array_to_string(v.problems, '; ') AS reason
+        FROM validated v LEFT JOIN raw_records r USING (file, line)
+        WHERE v.reason_code IS NOT NULL
         UNION ALL
-        SELECT c.file, c.line, c.raw, c.event_id, 'conflicting_duplicate',
+        SELECT c.file, c.line, r.raw, c.event_id, 'conflicting_duplicate',
                'conflict: event_id ''' || c.event_id || ''' was delivered ' || g.deliveries
                || ' times with different content (differs in ' || array_to_string(g.differing_fields, ', ')
                || '); no version was loaded. Re-deliver the correct version with a new event_id, '
                || 'or remove the wrong one from the landing folder'
         FROM candidates c JOIN conflicts g USING (event_id)
+        LEFT JOIN raw_records r ON r.file = c.file AND r.line = c.line
         """
     )
     stats.records_read = con.sql("SELECT count(*) FROM validated").fetchall()[0][0]
