@@ -135,7 +135,7 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> 
     )
     tmp_sql = str(tmp).replace("'", "''")
     try:
-        con.sql(f"ATTACH '{tmp_sql}' AS publish_target")
+        con.sql(f"ATTACH '{tmp_sql}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
         for t in PUBLIC_TABLES:
             con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {t}")
         con.sql(

@@ -87,9 +87,12 @@ def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             err = event.step_failure_data.error
+            # Dagster wraps the exception ("Error occurred while executing op ..."): name the cause.
+            while err is not None and err.cause is not None:
+                err = err.cause
             lines.append(f"step {event.step_key} failed: {err.message.strip() if err else 'unknown error'}")
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data.evaluation
+            data = event.event_specific_data  # an AssetCheckEvaluation
             if not data.passed:
                 lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed: {data.description or ''}")
     return "\n".join(lines) or "the run failed"

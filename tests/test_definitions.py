@@ -1,0 +1,131 @@
+"""The Dagster definitions load, and hold the job, schedule, sensor, assets and blocking checks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+import pytest
+
+from pipelines.defs.resources import LandingResource
+
+EXPECTED_ASSETS = {
+    "landing_files",
+    "events",
+    "rejected_events",
+    "workflow_runs",
+    "workflow_actions",
+    "assignments",
+    "workflow_drift",
+    "conversations",
+    "daily_conversation_metrics",
+    "warehouse_file",
+}
+EXPECTED_BLOCKING_CHECKS = {
+    ("events", "events_match_contract"),
+    ("rejected_events", "every_record_accounted_for"),
+    ("conversations", "conversations_valid"),
+    ("conversations", "conversations_cover_events"),
+}
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    from pipelines.definitions import defs
+
+    d = defs()
+    assert isinstance(d, dg.Definitions)
+    dg.Definitions.validate_loadable(d)
+    return d
+
+
+def test_every_expected_asset_exists(definitions):
+    keys = {k.to_user_string() for k in definitions.resolve_all_asset_keys()}
+    assert EXPECTED_ASSETS <= keys
+
+
+def test_blocking_checks_exist(definitions):
+    graph = definitions.resolve_asset_graph()
+    found = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k).blocking for k in graph.asset_check_keys}
+    for key in EXPECTED_BLOCKING_CHECKS:
+        assert key in found, f"missing check {key}"
+        assert found[key] is True, f"check {key} is not blocking"
+
+
+def test_job_materializes_the_whole_graph_with_its_checks(definitions):
+    job = definitions.resolve_job_def("closeconv_job")
+    assert job.name == "closeconv_job"
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert EXPECTED_ASSETS <= selected
+    checks = {(k.asset_key.to_user_string(), k.name) for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert EXPECTED_BLOCKING_CHECKS <= checks
+
+
+def test_hourly_schedule_is_running(definitions):
+    schedule = definitions.resolve_schedule_def("hourly_refresh")
+    assert schedule.job_name == "closeconv_job"
+    assert schedule.cron_schedule == "0 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_landing_sensor_is_running(definitions):
+    sensor = definitions.resolve_sensor_def("landing_folder_sensor")
+    assert sensor.job_name == "closeconv_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_resources_come_from_closeconv_environment_variables(definitions):
+    assert {"warehouse", "landing", "workflows", "reference"} <= set(definitions.resources)
+
+
+def _tick(sensor, landing: LandingResource, cursor: str | None):
+    context = dg.build_sensor_context(cursor=cursor, resources={"landing": landing})
+    result = sensor(context)
+    return result, context.cursor
+
+
+def test_landing_sensor_requests_a_run_only_when_the_folder_changes(definitions, tmp_path):
+    sensor = definitions.resolve_sensor_def("landing_folder_sensor")
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    landing = LandingResource(path=str(folder))
+    event = {"event_id": "e1", "event_type": "message.received", "occurred_at": "2026-03-02T09:00:00Z",
+             "contact_id": "c1"}
+
+    # First look: a run (the cursor is empty), then nothing while the folder stays the same.
+    (folder / "a.jsonl").write_text(json.dumps(event) + "\n")
+    first, cursor = _tick(sensor, landing, None)
+    assert isinstance(first, dg.RunRequest)
+    assert first.tags["closeconv/landing_files"] == "1"
+    same, same_cursor = _tick(sensor, landing, cursor)
+    assert isinstance(same, dg.SkipReason)
+    assert same_cursor == cursor
+
+    # Files that are not event files (hidden, unknown format) do not count as a change.
+    (folder / ".partial.jsonl.tmp").write_text("{")
+    (folder / "notes.txt").write_text("hello")
+    ignored, _ = _tick(sensor, landing, cursor)
+    assert isinstance(ignored, dg.SkipReason)
+
+    # A new file: a run, with a new run key.
+    (folder / "b.csv").write_text("event_id,event_type,occurred_at,contact_id\n")
+    added, cursor2 = _tick(sensor, landing, cursor)
+    assert isinstance(added, dg.RunRequest)
+    assert added.run_key != first.run_key and cursor2 != cursor
+    assert added.tags["closeconv/landing_files"] == "2"
+
+    # A changed file: a run.
+    with open(folder / "a.jsonl", "a") as fh:
+        fh.write(json.dumps({**event, "event_id": "e2"}) + "\n")
+    changed, cursor3 = _tick(sensor, landing, cursor2)
+    assert isinstance(changed, dg.RunRequest)
+    assert cursor3 != cursor2
+    unchanged, _ = _tick(sensor, landing, cursor3)
+    assert isinstance(unchanged, dg.SkipReason)
+
+    # A removed file: a run.
+    os.remove(folder / "b.csv")
+    removed, cursor4 = _tick(sensor, landing, cursor3)
+    assert isinstance(removed, dg.RunRequest)
+    assert cursor4 not in (cursor2, cursor3)

@@ -1,0 +1,293 @@
+"""The warehouse contract for analysts (spec §7) and the `closeconv run` command.
+
+(a) an analyst holding the warehouse open in another process never blocks a run;
+(b) a run that fails halfway leaves the previous warehouse intact;
+(c) `closeconv run`: exit codes, summary, and CLOSECONV_* settings.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandera.polars as pa
+import pytest
+from click.testing import CliRunner
+
+from closeconv.cli import main
+from closeconv.commands.run import _failure_message, run_pipeline
+from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, Warehouse, closed, recv, sent
+
+ANALYST = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("ready", con.sql("SELECT count(*) FROM conversations").fetchall()[0][0], flush=True)
+    sys.stdin.readline()  # hold the connection open until the test says so
+    print("after", con.sql("SELECT count(*) FROM conversations").fetchall()[0][0],
+          con.sql("SELECT count(*) FROM events").fetchall()[0][0], flush=True)
+    con.close()
+    """
+)
+
+
+def conversation(contact: str, hour: int) -> list[dict]:
+    return [
+        recv(f"{hour:02d}:00", contact=contact),
+        sent(f"{hour:02d}:02", user="u1", contact=contact),
+        closed(f"{hour:02d}:10", user="u1", contact=contact),
+    ]
+
+
+def prepared(env: ClosecovEnv) -> ClosecovEnv:
+    if TEMPLATE_UNASSIGN.exists():
+        env.use_unassign_template()
+    return env
+
+
+def counts(wh: Warehouse) -> dict[str, int]:
+    return {t: wh.scalar(f"SELECT count(*) FROM {t}") for t in ("events", "conversations", "rejected_events")}
+
+
+# --------------------------------------------------------------------------------------
+# (a) readers never block a run
+
+
+def test_open_analyst_connection_does_not_block_a_run(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9))
+    env.run()
+
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(env.warehouse_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert analyst.stdout.readline().split() == ["ready", "1"]
+
+        env.write_jsonl("day2.jsonl", conversation("c2", 10) + conversation("c3", 11))
+        wh = env.run()  # asserts success
+
+        # The analyst's session is alive and still reads (the version it opened).
+        out, err = analyst.communicate("go\n", timeout=60)
+        assert analyst.returncode == 0, err
+        assert out.split() == ["after", "1", "3"]
+    finally:
+        if analyst.poll() is None:
+            analyst.kill()
+            analyst.wait()
+
+    # A new connection sees the new data.
+    assert counts(wh) == {"events": 9, "conversations": 3, "rejected_events": 0}
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2
+
+
+def test_reader_in_the_same_process_does_not_block_a_run(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9))
+    wh = env.run()
+    reader = wh.connect()
+    try:
+        env.write_jsonl("day2.jsonl", conversation("c2", 10))
+        env.run()
+        assert reader.sql("SELECT count(*) FROM conversations").fetchall() == [(1,)]
+    finally:
+        reader.close()
+    assert wh.scalar("SELECT count(*) FROM conversations") == 2
+
+
+def test_duckdb_shell_for_analysts_opens_the_published_warehouse(closeconv_env):
+    """The published file is in a storage format the `duckdb` shell on PyPI (1.5) can read."""
+    shell = Path(sys.executable).parent / "duckdb"
+    if not shell.exists():
+        pytest.skip("duckdb-cli is not installed")
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9) + conversation("c2", 10))
+    env.run()
+    proc = subprocess.run(
+        [str(shell), "-readonly", "-csv", str(env.warehouse_path),
+         "SELECT count(*) AS n FROM conversations WHERE status = 'closed'"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["n", "2"]
+
+
+# --------------------------------------------------------------------------------------
+# (b) a failed run leaves the previous warehouse intact
+
+
+@pytest.fixture
+def published(closeconv_env) -> tuple[ClosecovEnv, dict[str, int]]:
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9) + ['{"broken'])
+    before = counts(env.run())
+    assert before == {"events": 3, "conversations": 1, "rejected_events": 1}
+    env.write_jsonl("day2.jsonl", conversation("c2", 10) + conversation("c3", 11))
+    return env, before
+
+
+def _assert_previous_warehouse_intact(env: ClosecovEnv, before: dict[str, int]) -> None:
+    wh = Warehouse(env.warehouse_path)
+    assert counts(wh) == before
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 1
+    assert wh.scalar("SELECT count(*) FROM daily_conversation_metrics") == 1
+    leftovers = [p.name for p in env.warehouse_path.parent.iterdir() if p.name.startswith(".warehouse.duckdb.publish-")]
+    assert leftovers == []
+
+
+def test_step_failing_halfway_leaves_previous_warehouse(published, monkeypatch):
+    env, before = published
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full while building conversations")
+
+    monkeypatch.setattr("closeconv.pipeline.build_conversations", explode)
+    result = run_pipeline(env.settings(), quiet=True)
+    assert result.success is False
+    _assert_previous_warehouse_intact(env, before)
+
+    # Once the fault is gone the next run publishes everything.
+    monkeypatch.undo()
+    assert counts(env.run()) == {"events": 9, "conversations": 3, "rejected_events": 1}
+
+
+def test_failing_blocking_check_leaves_previous_warehouse(published, monkeypatch):
+    env, before = published
+
+    class NoConversationsAllowed(pa.DataFrameModel):
+        conversation_id: str = pa.Field(isin=[])
+
+    monkeypatch.setattr("pipelines.defs.checks.ConversationsSchema", NoConversationsAllowed)
+    result = run_pipeline(env.settings(), quiet=True)
+    assert result.success is False
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert any(ev.check_name == "conversations_valid" and not ev.passed for ev in evaluations)
+    _assert_previous_warehouse_intact(env, before)
+    # What `closeconv run` prints for it names the check.
+    assert "check conversations_valid on conversations failed" in _failure_message(result)
+
+
+def test_cli_reports_a_failed_run_and_keeps_the_warehouse(published, monkeypatch):
+    env, before = published
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash in sessionize")
+
+    monkeypatch.setattr("closeconv.pipeline.sessionize", explode)
+    result = CliRunner().invoke(main, ["run", "--quiet", *_flags(env)])
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.output
+    assert "simulated crash in sessionize" in result.output
+    assert "left as it was" in result.output
+    _assert_previous_warehouse_intact(env, before)
+
+
+# --------------------------------------------------------------------------------------
+# (c) closeconv run
+
+
+def _flags(env: ClosecovEnv) -> list[str]:
+    return ["--landing", str(env.landing), "--warehouse", str(env.warehouse_path),
+            "--workflows", str(env.workflows), "--reference", str(env.reference)]
+
+
+def test_cli_run_exits_0_with_bad_records_and_prints_the_summary(closeconv_env):
+    env = prepared(closeconv_env)
+    dup = recv("08:00", contact="c9", event_id="dup")
+    env.write_jsonl("events.jsonl", conversation("c1", 9) + [dup, dup, "not json", '{"event_id": "x"}'])
+    result = CliRunner().invoke(main, ["run", "--quiet", *_flags(env)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "closeconv run: done" in out
+    lines = {line.strip().split("  ")[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["records read"].split()[2] == "7"
+    assert lines["events loaded"].split()[2] == "4"
+    assert lines["duplicates dropped"].split()[2] == "1"
+    assert lines["rejected"].split()[1] == "2"
+    assert "invalid_json" in out and "missing_field" in out
+    assert "1 closed, 1 open" in out
+    assert str(env.warehouse_path) in out
+    assert Warehouse(env.warehouse_path).scalar("SELECT count(*) FROM rejected_events") == 2
+
+
+def test_cli_missing_landing_folder_exits_2(closeconv_env):
+    env = closeconv_env
+    missing = env.root / "no-such-landing"
+    result = CliRunner().invoke(main, ["run", *_flags(env)[2:], "--landing", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert "landing folder" in result.output and str(missing) in result.output
+    assert "does not exist" in result.output
+    assert not env.warehouse_path.exists()
+
+
+def test_cli_unknown_timezone_exits_2(closeconv_env):
+    result = CliRunner().invoke(main, ["run", *_flags(closeconv_env), "--timezone", "Mars/Olympus_Mons"])
+    assert result.exit_code == 2, result.output
+    assert "unknown timezone 'Mars/Olympus_Mons'" in result.output
+    assert "--timezone" in result.output  # where the bad value came from
+    assert "IANA" in result.output
+
+
+def test_cli_entry_point_exits_2_for_a_missing_landing_folder(tmp_path):
+    closeconv = Path(sys.executable).parent / "closeconv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECONV_")}
+    env["CLOSECONV_LANDING"] = str(tmp_path / "absent")
+    env["CLOSECONV_WAREHOUSE"] = str(tmp_path / "wh" / "warehouse.duckdb")
+    proc = subprocess.run([str(closeconv), "run"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "CLOSECONV_LANDING" in proc.stderr and str(tmp_path / "absent") in proc.stderr
+
+
+def test_cli_honors_closeconv_environment_variables(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("events.jsonl", [recv("2026-03-08T04:00:00Z"), closed("2026-03-08T04:30:00Z", user="u1")])
+    variables = {
+        "CLOSECONV_LANDING": str(env.landing),
+        "CLOSECONV_WAREHOUSE": str(env.warehouse_path),
+        "CLOSECONV_WORKFLOWS": str(env.workflows),
+        "CLOSECONV_REFERENCE": str(env.reference),
+        "CLOSECONV_TIMEZONE": "America/New_York",
+    }
+    result = CliRunner(env=variables).invoke(main, ["run", "--quiet"])
+    assert result.exit_code == 0, result.output
+    wh = Warehouse(env.warehouse_path)
+    assert wh.scalar("SELECT timezone FROM pipeline_runs") == "America/New_York"
+    assert str(wh.scalar("SELECT day FROM daily_conversation_metrics")) == "2026-03-07"
+    assert "timezone America/New_York" in result.stdout
+
+    # A flag wins over the environment; a bad environment value is named in the error.
+    bad = CliRunner(env={**variables, "CLOSECONV_TIMEZONE": "Not/AZone"}).invoke(main, ["run", "--quiet"])
+    assert bad.exit_code == 2 and "CLOSECONV_TIMEZONE" in bad.output
+    ok = CliRunner(env={**variables, "CLOSECONV_TIMEZONE": "Not/AZone"}).invoke(
+        main, ["run", "--quiet", "--timezone", "UTC"])
+    assert ok.exit_code == 0, ok.output
+    assert str(wh.scalar("SELECT day FROM daily_conversation_metrics")) == "2026-03-08"
+
+
+def test_failed_publish_leaves_no_trace_in_pipeline_runs(published, monkeypatch):
+    """A publish that fails at the swap must not leave its run in the staged `pipeline_runs`,
+    or the next successful run would publish a run that never was."""
+    env, before = published
+    import closeconv.warehouse as warehouse_module
+
+    class OsFailingReplace:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def replace(src, dst):
+            raise OSError("simulated: rename failed")
+
+    monkeypatch.setattr(warehouse_module, "os", OsFailingReplace())
+    result = run_pipeline(env.settings(), quiet=True)
+    assert result.success is False
+    _assert_previous_warehouse_intact(env, before)
+
+    monkeypatch.undo()
+    wh = env.run()
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2  # the first run and this one
+    assert wh.scalar("SELECT events_loaded FROM pipeline_runs ORDER BY published_at DESC LIMIT 1") == 9
