@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from closeconv.generate import generate_sample
-from closeconv.metrics import build_recorded_assignments
+from closeconv.pipeline import build_workflow_tables
 from closeconv.pipeline import build_conversation_tables, build_events, stage_landing
 
 
@@ -78,7 +78,7 @@ def main() -> None:
         t1 = time.perf_counter()
         counts = build_events(con)
         t2 = time.perf_counter()
-        build_recorded_assignments(con)
+        build_workflow_tables(con, Path("workflows"), None)
         build_conversation_tables(con, "America/New_York")
         t3 = time.perf_counter()
         con.close()

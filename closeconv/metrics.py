@@ -24,24 +24,6 @@ def frt_bucket_sql(expr: str) -> str:
     return f"CASE WHEN {expr} IS NULL THEN NULL " + " ".join(cases) + " END"
 
 
-def build_recorded_assignments(con: duckdb.DuckDBPyConnection) -> None:
-    """The assignment timeline from recorded `contact.assignee.updated` events only.
-
-    `timeline_order` places each change in the global event order, so "the assignee just
-    before event E" is the last row with timeline_order < E.event_order.
-    """
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE assignments AS
-        SELECT contact_id, assignee_id, occurred_at AS valid_from,
-            lead(occurred_at) OVER (PARTITION BY contact_id ORDER BY event_order) AS valid_to,
-            'event' AS cause, event_id, CAST(NULL AS VARCHAR) AS run_id,
-            CAST(event_order AS DOUBLE) AS timeline_order
-        FROM events WHERE event_type = 'contact.assignee.updated'
-        """
-    )
-
-
 def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame | None = None) -> None:
     """Create table `conversations` from `events` and `assignments`.
 

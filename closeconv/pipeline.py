@@ -12,10 +12,11 @@ from pathlib import Path
 import duckdb
 
 from closeconv.ingest import IngestStats, stage_landing_files, validate_and_dedupe
-from closeconv.metrics import build_conversations, build_daily_conversation_metrics, build_recorded_assignments
+from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
 from closeconv.sessionize import sessionize
 from closeconv.warehouse import transaction
+from closeconv.workflows import load_workflows, replay_workflows
 
 
 def stage_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
@@ -73,16 +74,18 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     )
 
 
-def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, reference_dir: Path) -> dict[str, int]:
-    """Replay the enabled workflows: workflow_runs, workflow_actions, assignments, workflow_drift."""
+def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, reference_dir: Path | None) -> dict[str, int]:
+    """Replay the enabled workflows into workflow_runs, workflow_actions, assignments, workflow_drift.
+
+    With no enabled workflow, `assignments` is the recorded assignee timeline alone.
+    """
+    workflows = load_workflows(workflows_dir)
+    users = load_reference(reference_dir, "users.csv") if reference_dir else None
     with transaction(con):
-        build_recorded_assignments(con)
-        con.sql("CREATE OR REPLACE TABLE workflow_runs AS SELECT NULL::VARCHAR AS run_id WHERE false")
-        con.sql("CREATE OR REPLACE TABLE workflow_actions AS SELECT NULL::VARCHAR AS action_id WHERE false")
-        con.sql("CREATE OR REPLACE TABLE workflow_drift AS SELECT NULL::VARCHAR AS contact_id WHERE false")
+        stats = replay_workflows(con, workflows, users)
     counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
               for t in ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")}
-    return {"workflows": 0, **counts}
+    return {"workflows": stats.workflows, **counts}
 
 
 def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, reference_dir: Path | None = None) -> dict[str, int]:

@@ -16,7 +16,8 @@ import duckdb
 import pytest
 
 from closeconv.ingest import stage_landing_files, validate_and_dedupe
-from closeconv.metrics import build_conversations, build_daily_conversation_metrics, build_recorded_assignments
+from closeconv.metrics import build_conversations, build_daily_conversation_metrics
+from closeconv.workflows import replay_workflows
 from closeconv.sessionize import sessionize
 from closeconv.warehouse import connect_memory
 from conftest import assign, at, closed, ev, opened, recv, sent
@@ -55,7 +56,7 @@ def build(landing: Path, tz: str = "UTC") -> duckdb.DuckDBPyConnection:
         FROM sessionized_events ORDER BY event_order
         """
     )
-    build_recorded_assignments(con)
+    replay_workflows(con, [])  # no workflows: assignments = the recorded timeline
     build_conversations(con)
     build_daily_conversation_metrics(con, tz)
     return con

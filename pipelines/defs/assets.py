@@ -163,6 +163,6 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
 def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     started = time.perf_counter()
     with warehouse.staging() as con:
-        counts = publish(con, warehouse.settings(), context.run_id)
+        counts = publish(con, warehouse.settings(), context.run.run_id)
     report(context, f"warehouse: published {warehouse.path}", started)
     return dg.MaterializeResult(metadata={"path": warehouse.path, **{f"rows.{k}": v for k, v in counts.items()}})
