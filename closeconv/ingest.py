@@ -333,6 +333,12 @@ def _sql_list(values) -> str:
 
 
 def _validation_sql() -> str:
+    """One pass over raw_records: typed candidate events, or the problems that reject them.
+
+    Each check is a boolean column; only the few failing records build their messages
+    (CASE evaluates a branch only for the rows that take it), so valid records pay for
+    one JSON parse and a handful of comparisons.
+    """
     struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in EVENT_FIELDS) + "}"
 
     def suspicious(name: str) -> str:
@@ -340,29 +346,66 @@ def _validation_sql() -> str:
         # values that look like one of those need the exact (slower) json_type.
         return f"(j.{name} IN ('true', 'false') OR left(j.{name}, 1) IN ('{{', '['))"
 
-    def json_kind_of(name: str) -> str:
-        return f"CASE WHEN {suspicious(name)} THEN json_type(raw, '$.\"{name}\"') END"
-
-    def text(name: str) -> str:
-        return f"CASE WHEN {name}_jtype IS NULL AND trim(j.{name}) <> '' THEN j.{name} END"
-
     def bad_type(name: str) -> str:
         return f"coalesce({name}_jtype IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
 
-    kind_cols = ",\n            ".join(f"{json_kind_of(n)} AS {n}_jtype" for n in EVENT_FIELDS)
-    text_cols = ",\n            ".join(f"{text(n)} AS {n}_txt" for n in EVENT_FIELDS)
-    bad_type_checks = ",\n            ".join(
-        f"CASE WHEN {bad_type(n)} THEN '{n} must be a string, not a JSON ' || lower({n}_jtype) END"
-        for n in EVENT_FIELDS
-        if n != "occurred_at"
+    jtype_cols = ",\n            ".join(
+        f"CASE WHEN {suspicious(n)} THEN json_type(raw, '$.\"{n}\"') END AS {n}_jtype" for n in EVENT_FIELDS
+    )
+    text_cols = ",\n            ".join(
+        f"CASE WHEN {n}_jtype IS NULL AND trim(j.{n}) <> '' THEN j.{n} END AS {n}_txt" for n in EVENT_FIELDS
     )
     source_cases = "\n                ".join(
         f"WHEN '{et}' THEN [{_sql_list(srcs)}]" for et, srcs in ALLOWED_SOURCES.items()
     )
-    default_cases = "\n                ".join(f"WHEN '{et}' THEN '{src}'" for et, src in DEFAULT_SOURCE.items())
+    default_cases = " ".join(f"WHEN '{et}' THEN '{src}'" for et, src in DEFAULT_SOURCE.items())
     rank_cases = " ".join(f"WHEN '{et}' THEN {r}" for et, r in EVENT_KIND_RANK.items())
     iso = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
     offset = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
+    user_id_types = _sql_list(USER_ID_REQUIRED_FOR_USER_SOURCE)
+    q = "''"  # an escaped single quote inside a SQL string literal
+    known_types = ", ".join(EVENT_TYPES)
+
+    # (reason_code, failing condition, message) in reporting order: the first failing check
+    # names the reason_code, and every failing check adds its message to `reason`.
+    field_checks: list[tuple[str, str, str]] = [
+        *[
+            ("missing_field", f"{n}_txt IS NULL AND NOT {bad_type(n)}", f"'required field {n} is missing or empty'")
+            for n in REQUIRED_FIELDS
+        ],
+        *[
+            ("wrong_type", bad_type(n), f"'{n} must be a string, not a JSON ' || lower({n}_jtype)")
+            for n in EVENT_FIELDS
+            if n != "occurred_at"
+        ],
+        ("invalid_timestamp", bad_type("occurred_at"),
+         "'occurred_at must be an ISO-8601 string with a UTC offset or integer epoch milliseconds'"),
+        ("unknown_event_type", "event_type_norm IS NOT NULL AND allowed_sources IS NULL",
+         f"'unknown event_type {q}' || event_type_txt || '{q}; expected one of {known_types}'"),
+        ("invalid_timestamp", "occurred_at_txt IS NOT NULL AND occurred_at_ts IS NULL",
+         f"""CASE
+                WHEN epoch_ms IS NOT NULL THEN 'occurred_at ' || occurred_at_txt
+                    || ' is too small for epoch milliseconds (epoch seconds? multiply by 1000)'
+                WHEN NOT has_offset AND regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'occurred_at {q}'
+                    || occurred_at_txt || '{q} has no UTC offset; add Z or an offset such as +07:00 (local times are never guessed)'
+                ELSE 'occurred_at {q}' || occurred_at_txt
+                    || '{q} is not a valid ISO-8601 timestamp with a UTC offset, nor integer epoch milliseconds'
+            END"""),
+        ("invalid_source", "allowed_sources IS NOT NULL AND source_norm IS NULL",
+         "'source is required for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ')"),
+        ("invalid_source",
+         "allowed_sources IS NOT NULL AND source_norm IS NOT NULL AND NOT list_contains(allowed_sources, source_norm)",
+         f"'source {q}' || source_txt || '{q} is not allowed for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ')"),
+        ("missing_field", f"event_type_norm IN ({user_id_types}) AND source_norm = 'user' AND user_id_txt IS NULL",
+         "'user_id is required when source is user on ' || event_type_norm"),
+        ("missing_field", "event_type_norm = 'contact.assignee.updated' AND NOT has_assignee_field",
+         "'assignee_id is required for contact.assignee.updated (give null or an empty value to unassign)'"),
+    ]
+    flag_cols = ",\n            ".join(f"coalesce({cond}, false) AS f{i}" for i, (_, cond, _) in enumerate(field_checks))
+    any_flag = " OR ".join(f"f{i}" for i in range(len(field_checks)))
+    messages = ",\n                ".join(f"CASE WHEN f{i} THEN {msg} END" for i, (_, _, msg) in enumerate(field_checks))
+    first_code = " ".join(f"WHEN f{i} THEN '{code}'" for i, (code, _, _) in enumerate(field_checks))
+
     return f"""
     CREATE OR REPLACE TEMP TABLE validated AS
     -- MATERIALIZED stages: DuckDB would otherwise inline the parsed struct into every
@@ -377,103 +420,74 @@ def _validation_sql() -> str:
         FROM raw_records r LEFT JOIN landing_files lf USING (file)
     ),
     objects AS MATERIALIZED (
+        -- Valid JSON whose first non-blank character is '{{' is an object: no json_type parse.
         SELECT file, line, raw, file_error, raw_shape, is_json,
-            CASE WHEN is_json THEN json_type(raw) END AS json_kind,
-            CASE WHEN is_json AND json_type(raw) = 'OBJECT' THEN from_json(raw, '{struct}') END AS j
+            CASE WHEN NOT is_json THEN NULL
+                 WHEN left(ltrim(raw), 1) = '{{' THEN 'OBJECT'
+                 WHEN left(ltrim(raw), 1) = '[' THEN 'ARRAY'
+                 ELSE 'SCALAR' END AS json_kind
         FROM parsed
+    ),
+    structs AS MATERIALIZED (
+        SELECT *, CASE WHEN json_kind = 'OBJECT' THEN from_json(raw, '{struct}') END AS j
+        FROM objects
     ),
     fields AS MATERIALIZED (
         SELECT file, line, raw_shape, is_json, json_kind, file_error, j,
-            {kind_cols},
+            {jtype_cols},
             CASE WHEN lower(trim(j.event_type)) = 'contact.assignee.updated'
                  THEN json_exists(raw, '$.assignee_id') END AS has_assignee_field
-        FROM objects
+        FROM structs
     ),
     texts AS (
-        SELECT *,
-            {text_cols},
-            CASE WHEN regexp_full_match(trim(j.occurred_at), '-?\\d+') THEN 'BIGINT' ELSE occurred_at_jtype END AS occurred_at_type
+        SELECT *, {text_cols}
         FROM fields
     ),
-    typed AS (
+    typed AS MATERIALIZED (
         SELECT *,
             lower(trim(event_type_txt)) AS event_type_norm,
-            lower(trim(source_txt)) AS source_given,
-            CASE
-                WHEN occurred_at_type IN ('BIGINT', 'UBIGINT') OR regexp_full_match(trim(occurred_at_txt), '-?\\d+')
-                    THEN 'epoch_ms'
-                WHEN regexp_matches(trim(occurred_at_txt), '{iso}{offset}') THEN 'iso_offset'
-                WHEN regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'iso_naive'
-                WHEN occurred_at_txt IS NOT NULL THEN 'unparseable'
-            END AS occurred_at_kind
-        FROM texts
-    ),
-    timed AS MATERIALIZED (
-        SELECT *,
-            CASE occurred_at_kind
-                WHEN 'epoch_ms' THEN CASE WHEN abs(try_cast(trim(occurred_at_txt) AS BIGINT)) >= 100000000000
-                    THEN make_timestamptz(try_cast(trim(occurred_at_txt) AS BIGINT) * 1000) END
-                -- upper(): the pattern above accepts a lower-case 'z' (RFC 3339); the cast does not
-                WHEN 'iso_offset' THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
-            END AS occurred_at_ts,
-            coalesce(source_given, CASE event_type_norm {default_cases} END) AS source_norm,
-            CASE event_type_norm
+            try_cast(trim(occurred_at_txt) AS BIGINT) AS epoch_ms,
+            coalesce(regexp_matches(trim(occurred_at_txt), '{iso}{offset}'), false) AS has_offset,
+            coalesce(lower(trim(source_txt)), CASE lower(trim(event_type_txt)) {default_cases} END) AS source_norm,
+            CASE lower(trim(event_type_txt))
                 {source_cases}
             END AS allowed_sources
+        FROM texts
+    ),
+    timed AS (
+        SELECT *,
+            CASE
+                WHEN epoch_ms IS NOT NULL THEN
+                    CASE WHEN abs(epoch_ms) >= 100000000000 THEN make_timestamptz(epoch_ms * 1000) END
+                -- upper(): the pattern accepts a lower-case 'z' (RFC 3339); the cast does not
+                WHEN has_offset THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
+            END AS occurred_at_ts
         FROM typed
     ),
-    checked AS (
-        SELECT *,
-            list_filter([
-                CASE WHEN file_error IS NOT NULL THEN file_error END,
-                CASE WHEN file_error IS NULL AND NOT is_json THEN
-                    CASE WHEN raw_shape = 'empty' THEN 'record is empty'
-                         WHEN raw_shape = 'jsonish' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
-                         WHEN file LIKE '%.csv' OR file LIKE '%.csv.gz' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
-                         ELSE 'line is not valid JSON; each line must hold one JSON object' END END,
-                CASE WHEN is_json AND json_kind <> 'OBJECT' THEN 'record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object' END
-            ], lambda x: x IS NOT NULL) AS structural_problems
+    flagged AS MATERIALIZED (
+        SELECT *, {flag_cols}
         FROM timed
-    ),
-    problems AS (
-        SELECT *,
-            CASE WHEN len(structural_problems) > 0 THEN structural_problems ELSE list_filter([
-                {",".join(f"CASE WHEN {n}_txt IS NULL AND NOT ({bad_type(n)}) THEN 'required field {n} is missing or empty' END" for n in REQUIRED_FIELDS)},
-                {bad_type_checks},
-                CASE WHEN occurred_at_type IN ('BOOLEAN', 'OBJECT', 'ARRAY', 'DOUBLE')
-                     THEN 'occurred_at must be an ISO-8601 string with a UTC offset or integer epoch milliseconds' END,
-                CASE WHEN event_type_norm IS NOT NULL AND allowed_sources IS NULL
-                     THEN 'unknown event_type ''' || event_type_txt || '''; expected one of {", ".join(EVENT_TYPES)}' END,
-                CASE WHEN occurred_at_kind = 'iso_naive'
-                     THEN 'occurred_at ''' || occurred_at_txt || ''' has no UTC offset; add Z or an offset such as +07:00 (local times are never guessed)' END,
-                CASE WHEN occurred_at_kind = 'unparseable' OR (occurred_at_kind = 'iso_offset' AND occurred_at_ts IS NULL)
-                     THEN 'occurred_at ''' || occurred_at_txt || ''' is not a valid ISO-8601 timestamp with a UTC offset, nor integer epoch milliseconds' END,
-                CASE WHEN occurred_at_kind = 'epoch_ms' AND occurred_at_ts IS NULL
-                     THEN 'occurred_at ' || occurred_at_txt || ' is too small for epoch milliseconds (epoch seconds? multiply by 1000)' END,
-                CASE WHEN allowed_sources IS NOT NULL AND source_norm IS NULL
-                     THEN 'source is required for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ') END,
-                CASE WHEN allowed_sources IS NOT NULL AND source_norm IS NOT NULL AND NOT list_contains(allowed_sources, source_norm)
-                     THEN 'source ''' || source_txt || ''' is not allowed for ' || event_type_norm || '; one of ' || array_to_string(allowed_sources, ', ') END,
-                CASE WHEN event_type_norm IN ({_sql_list(USER_ID_REQUIRED_FOR_USER_SOURCE)}) AND source_norm = 'user' AND user_id_txt IS NULL
-                     THEN 'user_id is required when source is user on ' || event_type_norm END,
-                CASE WHEN event_type_norm = 'contact.assignee.updated' AND NOT has_assignee_field
-                     THEN 'assignee_id is required for contact.assignee.updated (give null or an empty value to unassign)' END
-            ], lambda x: x IS NOT NULL) END AS problems
-        FROM checked
     )
-    SELECT file, line, problems,
+    SELECT file, line,
+        CASE
+            WHEN file_error IS NOT NULL THEN [file_error]
+            WHEN NOT is_json THEN [CASE
+                WHEN raw_shape = 'empty' THEN 'record is empty'
+                WHEN raw_shape = 'jsonish' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
+                WHEN raw_shape = 'row' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
+                ELSE 'line is not valid JSON; each line must hold one JSON object' END]
+            WHEN json_kind <> 'OBJECT' THEN ['record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object']
+            WHEN NOT ({any_flag}) THEN []
+            ELSE list_filter([
+                {messages}
+            ], lambda x: x IS NOT NULL)
+        END AS problems,
         CASE
             WHEN file_error IS NOT NULL THEN 'unreadable_file'
             WHEN NOT is_json AND raw_shape IN ('jsonish', 'text') THEN 'invalid_json'
             WHEN NOT is_json THEN 'malformed_row'
             WHEN json_kind <> 'OBJECT' THEN 'not_an_object'
-            WHEN len(problems) = 0 THEN NULL
-            WHEN problems[1] LIKE 'required field%' THEN 'missing_field'
-            WHEN problems[1] LIKE '% must be a string%' THEN 'wrong_type'
-            WHEN problems[1] LIKE 'unknown event_type%' THEN 'unknown_event_type'
-            WHEN problems[1] LIKE 'occurred_at%' THEN 'invalid_timestamp'
-            WHEN problems[1] LIKE 'source%' THEN 'invalid_source'
-            ELSE 'missing_field'
+            {first_code}
         END AS reason_code,
         event_id_txt AS event_id,
         event_type_norm AS event_type,
@@ -488,7 +502,7 @@ def _validation_sql() -> str:
         category_txt AS category,
         summary_txt AS summary,
         CASE event_type_norm {rank_cases} END AS kind_rank
-    FROM problems
+    FROM flagged
     """
 
 

@@ -85,7 +85,8 @@ def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, r
         stats = replay_workflows(con, workflows, users)
     counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
               for t in ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")}
-    return {"workflows": stats.workflows, **counts}
+    drifted = con.sql("SELECT count(DISTINCT contact_id) FROM workflow_drift").fetchall()[0][0]
+    return {"workflows": stats.workflows, "drifted_contacts": drifted, **counts}
 
 
 def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, reference_dir: Path | None = None) -> dict[str, int]:

@@ -107,6 +107,8 @@ def print_summary(settings: Settings, seconds: float) -> None:
         reasons = con.sql(
             "SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()
+        # pipeline_runs.workflow_drift counts rows (replayed unassignments); a contact can have several.
+        drifted_contacts = con.sql("SELECT count(DISTINCT contact_id) FROM workflow_drift").fetchall()[0][0]
     finally:
         con.close()
     click.echo("")
@@ -118,7 +120,7 @@ def print_summary(settings: Settings, seconds: float) -> None:
     for code, n in reasons:
         click.echo(f"    {code:<26}{n:>8,}")
     click.echo(f"  conversations       {run['conversations_closed']:>12,} closed, {run['conversations_open']:,} open")
-    click.echo(f"  workflow runs       {run['workflow_runs']:>12,}  ({run['workflow_actions']:,} actions, {run['workflow_drift']:,} drifted contacts)")
+    click.echo(f"  workflow runs       {run['workflow_runs']:>12,}  ({run['workflow_actions']:,} actions, {drifted_contacts:,} drifted contacts)")
     click.echo(f"  warehouse           {settings.warehouse_path}  (timezone {settings.timezone})")
     click.echo(f"  query it:           duckdb -readonly {settings.warehouse_path} \"SELECT * FROM conversations LIMIT 10\"")
 

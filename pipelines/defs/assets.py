@@ -117,7 +117,7 @@ def replay_workflows(
     report(
         context,
         f"workflows: {counts['workflows']} enabled, {counts['workflow_runs']:,} runs, "
-        f"{counts['workflow_actions']:,} actions, {counts['workflow_drift']:,} drifted contacts",
+        f"{counts['workflow_actions']:,} actions, {counts['drifted_contacts']:,} drifted contacts",
         started,
     )
     for name in WORKFLOW_TABLES:
