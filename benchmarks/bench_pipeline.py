@@ -81,6 +81,13 @@ def main() -> None:
         build_workflow_tables(con, Path("workflows"), None)
         build_conversation_tables(con, "America/New_York")
         t3 = time.perf_counter()
+        # A second run with no new files: parsing is cached per file version.
+        r0 = time.perf_counter()
+        stage_landing(con, landing)
+        build_events(con)
+        build_workflow_tables(con, Path("workflows"), None)
+        build_conversation_tables(con, "America/New_York")
+        rerun = time.perf_counter() - r0
         con.close()
 
         base = duckdb.connect()
@@ -92,12 +99,14 @@ def main() -> None:
         total = t3 - t0
         print(f"parse landing (cached per file)  {t1 - t0:6.2f}s  {n / (t1 - t0):>12,.0f} events/s")
         print(f"validate+dedupe+sessionize       {t2 - t1:6.2f}s  {n / (t2 - t1):>12,.0f} events/s")
-        print(f"conversations + daily metrics    {t3 - t2:6.2f}s")
+        print(f"replay + conversations + daily    {t3 - t2:6.2f}s")
         print(f"pipeline total (no Dagster)      {total:6.2f}s  {n / total:>12,.0f} events/s  loaded={counts.events_loaded:,} rejected={counts.rejected:,}")
+        print(f"re-run, no new files (cached)    {rerun:6.2f}s  {n / rerun:>12,.0f} events/s")
         print(f"baseline duckdb read_json only   {raw_read:6.2f}s  {n / raw_read:>12,.0f} events/s")
         print(f"baseline per-event Python loop   {loop_s:6.2f}s  {n / loop_s:>12,.0f} events/s  (sessionize+FRT only, {loop_convs:,} convs)")
         print(f"ratio pipeline / read_json time  {total / raw_read:6.2f}x   (full validation, quarantine and metrics vs a bare read)")
-        print(f"ratio python loop / pipeline     {loop_s / total:6.2f}x   (>1 means the pipeline is faster than the naive loop)")
+        print(f"ratio python loop / pipeline     {loop_s / total:6.2f}x   (>1: pipeline faster; the loop validates nothing, quarantines nothing, computes FRT only)")
+        print(f"ratio python loop / re-run       {loop_s / rerun:6.2f}x")
         print(f"peak RSS                          {rss_mb():,.0f} MB")
     finally:
         shutil.rmtree(work, ignore_errors=True)

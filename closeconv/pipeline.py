@@ -14,7 +14,7 @@ import duckdb
 from closeconv.ingest import IngestStats, stage_landing_files, validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
-from closeconv.sessionize import sessionize
+from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
 
@@ -63,8 +63,10 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     )
-    for t in ("validated", "candidates", "id_groups", "valid_events", "rejections", "sessionized_events", "orphan_closes"):
-        con.sql(f"DROP TABLE IF EXISTS {t}")
+    for view in ("sessionized_events", "valid_events", "candidates"):
+        con.sql(f"DROP VIEW IF EXISTS {view}")
+    for table in ("validated", "id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES):
+        con.sql(f"DROP TABLE IF EXISTS {table}")
     return EventCounts(
         records_read=stats.records_read,
         events_loaded=loaded,

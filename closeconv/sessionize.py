@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
+SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
+
 ORPHAN_CLOSE_REASON = (
     "close without open conversation: contact '{contact}' had no open conversation at {at}; "
     "deliver the events that opened it, or drop this close"
@@ -17,7 +19,11 @@ ORPHAN_CLOSE_REASON = (
 
 
 def sessionize(con: duckdb.DuckDBPyConnection) -> None:
-    """Read temp table `valid_events`; create temp tables `sessionized_events` and `orphan_closes`."""
+    """Read `valid_events`; create the temp view `sessionized_events` and table `orphan_closes`.
+
+    The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
+    (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
+    """
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE _ordered AS
@@ -72,7 +78,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.sql(
         """
-        CREATE OR REPLACE TEMP TABLE sessionized_events AS
+        CREATE OR REPLACE TEMP VIEW sessionized_events AS
         SELECT o.event_id, o.event_type, o.occurred_at, o.contact_id,
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
@@ -96,5 +102,3 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         WHERE x.orphan
         """
     )
-    for t in ("_ordered", "_sessions", "_session_ids"):
-        con.sql(f"DROP TABLE IF EXISTS {t}")
