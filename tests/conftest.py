@@ -157,6 +157,15 @@ class ClosecovEnv:
 
 
 @pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC, for unit tests of the SQL steps."""
+    c = duckdb.connect()
+    c.sql("SET TimeZone = 'UTC'")
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def closeconv_env(tmp_path) -> ClosecovEnv:
     """A fresh landing folder, empty workflows folder and warehouse path under tmp_path."""
     return ClosecovEnv(tmp_path)

@@ -48,14 +48,6 @@ steps: [{id: unassign, type: assign_to, action: unassign}]
 """
 
 
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    c.sql("SET TimeZone='UTC'")
-    yield c
-    c.close()
-
-
 def rows(con, sql, params=None):
     rel = con.sql(sql, params=params) if params else con.sql(sql)
     return rel.fetchall()

@@ -18,14 +18,6 @@ def wf(text: str):
     return w
 
 
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    c.sql("SET TimeZone='UTC'")
-    yield c
-    c.close()
-
-
 def rows(con, sql, params=None):
     return (con.sql(sql, params=params) if params else con.sql(sql)).fetchall()
 

@@ -43,6 +43,7 @@ OPERATORS: tuple[str, ...] = (
     "is_present",
     "is_not_present",
 )
+assert set(OPERATORS) == {*SCALAR_OPERATORS, *LIST_OPERATORS, *NO_VALUE_OPERATORS}  # documented order, same set
 
 MATCH_MODES: tuple[str, ...] = ("all", "any")
 MAX_CONDITIONS = 10
