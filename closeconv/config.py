@@ -62,12 +62,25 @@ class Settings:
                 f"unknown timezone {self.timezone!r} (from {where('timezone')}). "
                 "Use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'."
             ) from None
+        if self.landing_dir.exists() and not self.landing_dir.is_dir():
+            raise ConfigError(
+                f"landing folder {str(self.landing_dir)!r} is a file, not a folder (from {where('landing_dir')}). "
+                "Point --landing / CLOSECONV_LANDING at the folder that holds the event files."
+            )
         if not self.landing_dir.is_dir():
             raise ConfigError(
                 f"landing folder {str(self.landing_dir)!r} does not exist (from {where('landing_dir')}). "
                 "Create it and drop event files into it, or point --landing / CLOSECONV_LANDING at "
                 "an existing folder (`closeconv generate --out DIR` writes sample data)."
             )
+        # A folder named on purpose must exist: a typo must not silently mean "no workflows".
+        for name, flag in (("workflows_dir", "--workflows / CLOSECONV_WORKFLOWS"), ("reference_dir", "--reference / CLOSECONV_REFERENCE")):
+            path = getattr(self, name)
+            if where(name) != "default" and not path.exists():
+                raise ConfigError(
+                    f"{name.split('_')[0]} folder {str(path)!r} does not exist (from {where(name)}). "
+                    f"Create it, fix the path, or leave {flag} unset for the default."
+                )
         if self.workflows_dir.exists() and not self.workflows_dir.is_dir():
             raise ConfigError(
                 f"workflows path {str(self.workflows_dir)!r} is not a folder (from {where('workflows_dir')})."

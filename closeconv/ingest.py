@@ -12,6 +12,7 @@ All record-level work is vectorized in DuckDB; Python only touches files.
 from __future__ import annotations
 
 import csv
+import sys
 import gzip
 import io
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from closeconv.contract import (
     ALLOWED_SOURCES,
@@ -125,30 +127,43 @@ def _jsonl_batches(path: Path):
         reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
         next_line = 1
         for batch in reader:
-            yield next_line, batch.column(0)
+            yield next_line, batch.column(0), None
             next_line += batch.num_rows
         return
     except pa.ArrowInvalid:
         pass  # a line with a stray unit separator or invalid UTF-8: fall back to Python lines
+    # Only files with such a line get here; a line that is not UTF-8 is kept (with
+    # replacement characters, for the quarantine) but flagged, never loaded as an event.
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lines: list[str] = []
+    utf8_ok: list[bool] = []
     with opener(path, "rb") as fh:
-        lines = [raw.rstrip(b"\r\n").decode("utf-8", errors="replace") for raw in fh]
+        for raw in fh:
+            raw = raw.rstrip(b"\r\n")
+            try:
+                lines.append(raw.decode("utf-8"))
+                utf8_ok.append(True)
+            except UnicodeDecodeError:
+                lines.append(raw.decode("utf-8", errors="replace"))
+                utf8_ok.append(False)
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]  # a byte-order mark is not part of the first record
-    yield 1, pa.array(lines, pa.string())
+    yield 1, pa.array(lines, pa.string()), pa.array(utf8_ok, pa.bool_())
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
-    for first_line, column in _jsonl_batches(f.path):
+    for first_line, column, utf8_ok in _jsonl_batches(f.path):
         if first_line == 1:
             # The line-by-line fallback restarts at line 1 after the fast reader failed on a
             # later block: drop what the fast reader staged, or those lines would count twice.
             con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
         # Lines are numbered before blank ones are dropped, so numbers stay true to the file.
         lines = pa.array(range(first_line, first_line + len(column)), pa.int64())
-        con.register("_jsonl_batch", pa.table({"line": lines, "raw": column}))
+        if utf8_ok is None:
+            utf8_ok = pa.nulls(len(column), pa.bool_()).fill_null(True)
+        con.register("_jsonl_batch", pa.table({"line": lines, "raw": column, "utf8_ok": utf8_ok}))
         con.sql(
-            "INSERT INTO raw_records SELECT ?, line, raw, TRUE FROM _jsonl_batch WHERE trim(raw) <> ''",
+            "INSERT INTO raw_records SELECT ?, line, raw, utf8_ok FROM _jsonl_batch WHERE trim(raw) <> ''",
             params=[f.name],
         )
         con.unregister("_jsonl_batch")
@@ -157,15 +172,35 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
 def _csv_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     # utf-8-sig: a byte-order mark (Excel's CSV export) must not become part of the first column name.
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
         return next(csv.reader(fh), [])
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    """Column names as keys of the record: blank ones get a position, repeats a suffix.
+
+    Names are data, never SQL: they only ever reach DuckDB as string literals."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(header):
+        name = raw.strip() or f"column_{i + 1}"
+        candidate, n = name, 2
+        while candidate in seen:
+            candidate, n = f"{name}#{n}", n + 1
+        seen.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
     header = _csv_header(f.path)
     if not header:
         return
-    names = [h.strip() for h in header]
+    names = _unique_names(header)
     # Fast path: pyarrow. Line numbers are exact only when no row is malformed and no value
     # spans lines; otherwise re-read with the csv module, which knows every row's line.
     malformed: list[str] = []
@@ -208,6 +243,7 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
 
 
 def _stage_csv_slow(con: duckdb.DuckDBPyConnection, f: LandingFile, names: list[str]) -> None:
+    csv.field_size_limit(sys.maxsize)  # a long summary is data, not an error (default cap: 128 KiB)
     opener = gzip.open if f.path.name.lower().endswith(".gz") else open
     good: dict[str, list] = {n: [] for n in names}
     good_lines: list[int] = []
@@ -242,26 +278,27 @@ def _stage_csv_slow(con: duckdb.DuckDBPyConnection, f: LandingFile, names: list[
 
 
 def _insert_rows_as_json(con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str]) -> None:
+    """Insert each row as a JSON object keyed by `names` (columns by position; `__line` last)."""
+    # Positional column aliases, names as string literals: any header text is safe here.
+    table = table.rename_columns([f"c{i}" for i in range(len(names))] + ["__line"])
+    pairs = ", ".join(f"{_sql_string(n)}, c{i}" for i, n in enumerate(names))
     con.register("_rows", table)
-    cols = ", ".join(f'"{n}" := "{n}"' for n in dict.fromkeys(names) if n)
     con.sql(
-        f"INSERT INTO raw_records SELECT ?, __line, to_json(struct_pack({cols}))::VARCHAR, TRUE FROM _rows",
+        f"INSERT INTO raw_records SELECT ?, __line, json_object({pairs})::VARCHAR, TRUE FROM _rows",
         params=[file],
     )
     con.unregister("_rows")
 
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
-    names = [r[0] for r in con.sql("DESCRIBE SELECT * FROM read_parquet(?)", params=[str(f.path)]).fetchall()]
-    cols = ", ".join(f'"{n}" := "{n}"' for n in names)
-    con.sql(
-        f"""
-        INSERT INTO raw_records
-        SELECT ?, file_row_number + 1, to_json(struct_pack({cols}))::VARCHAR, TRUE
-        FROM read_parquet(?, file_row_number = true)
-        """,
-        params=[f.name, str(f.path)],
-    )
+    parquet = pq.ParquetFile(f.path)
+    names = _unique_names(parquet.schema_arrow.names)
+    first_row = 1
+    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+        rows = pa.array(range(first_row, first_row + batch.num_rows), pa.int64())
+        table = pa.Table.from_batches([batch]).append_column("__line", rows)
+        _insert_rows_as_json(con, f.name, table, names)
+        first_row += batch.num_rows
 
 
 _STAGERS = {"jsonl": _stage_jsonl, "csv": _stage_csv, "parquet": _stage_parquet}
@@ -328,7 +365,7 @@ def _sql_list(values) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _validation_sql() -> str:
+def _validation_sql(where: str = "true") -> str:
     """One pass over raw_records: typed candidate events, or the problems that reject them.
 
     Each check is a boolean column; only the few failing records build their messages
@@ -380,6 +417,8 @@ def _validation_sql() -> str:
          f"'unknown event_type {q}' || event_type_txt || '{q}; expected one of {known_types}'"),
         ("invalid_timestamp", "occurred_at_txt IS NOT NULL AND occurred_at_ts IS NULL",
          f"""CASE
+                WHEN epoch_ms IS NOT NULL AND abs(epoch_ms) >= 100000000000 THEN 'occurred_at ' || occurred_at_txt
+                    || ' is out of range for epoch milliseconds (microseconds? divide by 1000)'
                 WHEN epoch_ms IS NOT NULL THEN 'occurred_at ' || occurred_at_txt
                     || ' is too small for epoch milliseconds (epoch seconds? multiply by 1000)'
                 WHEN NOT has_offset AND regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'occurred_at {q}'
@@ -403,17 +442,19 @@ def _validation_sql() -> str:
     first_code = " ".join(f"WHEN f{i} THEN '{code}'" for i, (code, _, _) in enumerate(field_checks))
 
     return f"""
-    CREATE OR REPLACE TEMP TABLE validated AS
+    INSERT INTO validated
     -- MATERIALIZED stages: DuckDB would otherwise inline the parsed struct into every
     -- reference and parse each record once per field instead of once.
     WITH parsed AS MATERIALIZED (
         SELECT r.file, r.line, r.raw, lf.file_error,
             r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) AS is_json,
             CASE WHEN r.raw IS NULL THEN 'empty'
-                 WHEN NOT r.is_json_text THEN 'row'
+                 WHEN NOT r.is_json_text AND (r.file ILIKE '%.csv' OR r.file ILIKE '%.csv.gz') THEN 'row'
+                 WHEN NOT r.is_json_text THEN 'bad_encoding'
                  WHEN r.raw LIKE '{{%' OR r.raw LIKE '[%' THEN 'jsonish'
                  ELSE 'text' END AS raw_shape
         FROM raw_records r LEFT JOIN landing_files lf USING (file)
+        WHERE {where}
     ),
     objects AS MATERIALIZED (
         -- Valid JSON whose first non-blank character is '{{' is an object: no json_type parse.
@@ -454,7 +495,10 @@ def _validation_sql() -> str:
         SELECT *,
             CASE
                 WHEN epoch_ms IS NOT NULL THEN
-                    CASE WHEN abs(epoch_ms) >= 100000000000 THEN make_timestamptz(epoch_ms * 1000) END
+                    -- 1e11 ms is 1973 (smaller: epoch seconds?); 1e14 ms is year 5138 (and the
+                    -- micro-second product must not overflow)
+                    CASE WHEN abs(epoch_ms) BETWEEN 100000000000 AND 99999999999999
+                         THEN make_timestamptz(epoch_ms * 1000) END
                 -- upper(): the pattern accepts a lower-case 'z' (RFC 3339); the cast does not
                 WHEN has_offset THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
             END AS occurred_at_ts
@@ -471,6 +515,7 @@ def _validation_sql() -> str:
                 WHEN raw_shape = 'empty' THEN 'record is empty'
                 WHEN raw_shape = 'jsonish' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
                 WHEN raw_shape = 'row' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
+                WHEN raw_shape = 'bad_encoding' THEN 'line is not valid UTF-8 (shown with replacement characters); re-export the file as UTF-8'
                 ELSE 'line is not valid JSON; each line must hold one JSON object' END]
             WHEN json_kind <> 'OBJECT' THEN ['record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object']
             WHEN NOT ({any_flag}) THEN []
@@ -481,6 +526,7 @@ def _validation_sql() -> str:
         CASE
             WHEN file_error IS NOT NULL THEN 'unreadable_file'
             WHEN NOT is_json AND raw_shape IN ('jsonish', 'text') THEN 'invalid_json'
+            WHEN NOT is_json AND raw_shape = 'bad_encoding' THEN 'invalid_encoding'
             WHEN NOT is_json THEN 'malformed_row'
             WHEN json_kind <> 'OBJECT' THEN 'not_an_object'
             {first_code}
@@ -502,13 +548,26 @@ def _validation_sql() -> str:
     """
 
 
+VALIDATION_CHUNK_ROWS = 1_000_000
+
 CONTENT_COLUMNS = tuple(f for f in EVENT_FIELDS if f != "event_id")
 
 
 def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from raw_records."""
     stats = stats or IngestStats()
-    con.sql(_validation_sql())
+    # Chunks of about VALIDATION_CHUNK_ROWS records keep the materialized stages in memory;
+    # one statement over tens of millions of records spills to disk and slows down superlinearly.
+    con.sql(f"CREATE OR REPLACE TEMP TABLE validated AS {_validation_sql('false').split('INSERT INTO validated', 1)[1]}")
+    chunks = con.sql(
+        f"""
+        SELECT file, min(line), max(line) FROM raw_records
+        GROUP BY file, line // {VALIDATION_CHUNK_ROWS} ORDER BY 1, 2
+        """
+    ).fetchall()
+    for file, first, last in chunks:
+        escaped = file.replace("'", "''")
+        con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
     # an id seen with different contents is a conflict and every version is quarantined.
@@ -525,7 +584,9 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE id_groups AS
-        SELECT event_id, count(*) AS deliveries, count(DISTINCT content_hash) AS versions
+        SELECT event_id, count(*) AS deliveries,
+            -- two distinct hashes or more: only "one or several" matters, and min/max is cheap
+            CASE WHEN min(content_hash) = max(content_hash) THEN 1 ELSE 2 END AS versions
         FROM candidates GROUP BY event_id
         HAVING count(*) > 1
         """

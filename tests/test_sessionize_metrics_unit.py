@@ -616,7 +616,8 @@ def test_large_jsonl_with_invalid_utf8_is_staged_once(tmp_path):
         (n + 1, n + 1, 1, n + 1)]
     stats = validate_and_dedupe(con, stats)
     assert stats.duplicates_dropped == 0
-    assert stats.events_unique == n + 1
+    assert stats.events_unique == n  # the line that is not UTF-8 is quarantined, not mangled
+    assert con.sql("SELECT line, reason_code FROM rejections").fetchall() == [(n + 1, "invalid_encoding")]
 
 
 def test_exact_duplicate_dropped_and_conflict_quarantined(tmp_path):
@@ -664,9 +665,13 @@ def test_jsonl_byte_order_mark_and_invalid_utf8(tmp_path):
     second = json.dumps(closed("09:10", user="u1", event_id="bad-utf8")).replace("u1", "u\\u00e9").encode()
     (landing / "e.jsonl").write_bytes(b"\xef\xbb\xbf" + first.encode() + b"\n" + second.replace(b"\\u00e9", b"\xe9") + b"\n")
     con = build(landing)
-    got = rows(con, "SELECT event_id, source_line, user_id FROM events ORDER BY source_line")
-    assert [(r["event_id"], r["source_line"]) for r in got] == [("bom-1", 1), ("bad-utf8", 2)]
-    assert got[1]["user_id"] == "u\ufffd"  # the undecodable byte is replaced, the record kept
+    got = rows(con, "SELECT event_id, source_line FROM events ORDER BY source_line")
+    assert [(r["event_id"], r["source_line"]) for r in got] == [("bom-1", 1)]
+    # The undecodable line is quarantined (shown with a replacement character), never loaded
+    # with a mangled id that could merge two contacts.
+    bad = rows(con, "SELECT line, reason_code, raw_record FROM rejections")
+    assert [(r["line"], r["reason_code"]) for r in bad] == [(2, "invalid_encoding")]
+    assert "u\ufffd" in bad[0]["raw_record"]
 
 
 def test_lowercase_z_offset_is_accepted(tmp_path):

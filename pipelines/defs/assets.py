@@ -36,14 +36,17 @@ def landing_files(
     started = time.perf_counter()
     with warehouse.staging() as con:
         stats = stage_landing(con, landing.folder())
+    ignored = ""
+    if stats.files_ignored:
+        shown = ", ".join(stats.files_ignored[:5]) + (" …" if len(stats.files_ignored) > 5 else "")
+        ignored = (f"; ignored {len(stats.files_ignored)} files of unknown format ({shown}): "
+                   "use .jsonl, .ndjson, .jsonl.gz, .csv, .csv.gz or .parquet")
     report(
         context,
         f"landing_files: {stats.files_total} files ({stats.files_parsed} new or changed), "
-        f"{stats.records_read:,} records",
+        f"{stats.records_read:,} records{ignored}",
         started,
     )
-    if stats.files_ignored:
-        context.log.warning(f"ignored files with unknown formats: {', '.join(stats.files_ignored)}")
     return dg.MaterializeResult(
         metadata={
             "files": stats.files_total,
