@@ -42,7 +42,7 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
             CREATE OR REPLACE TABLE events AS
             SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
                 user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line
-            FROM sessionized_events ORDER BY event_order
+            FROM sessionized_events
             """
         )
         con.sql(

@@ -24,11 +24,16 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
     (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
     """
+    # The global order is computed on a narrow projection (sorting wide rows moves every
+    # summary along), then joined back once.
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE _ordered AS
-        SELECT *, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS event_order
-        FROM valid_events
+        WITH keys AS (
+            SELECT event_id, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS event_order
+            FROM valid_events
+        )
+        SELECT v.*, k.event_order FROM valid_events v JOIN keys k USING (event_id)
         """
     )
     # The state machine runs on a narrow projection (both windows share one sort), and the
