@@ -12,6 +12,7 @@ All record-level work is vectorized in DuckDB; Python only touches files.
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 import gzip
 import io
@@ -112,6 +113,24 @@ def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
             file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)
         """
     )
+    _ensure_validated_table(con)
+
+
+def _ensure_validated_table(con: duckdb.DuckDBPyConnection) -> None:
+    """The per-file validation cache; emptied whenever the validation rules themselves change."""
+    sql = _validation_sql("false")
+    rules_version = hashlib.sha256(sql.encode()).hexdigest()[:16]
+    con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    known = con.sql("SELECT value FROM staging_meta WHERE key = 'validation_rules'").fetchall()
+    if known and known[0][0] != rules_version:
+        con.sql("DROP TABLE IF EXISTS validated_records")
+    con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
+    con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
+
+
+def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    for table in ("raw_records", "validated_records", "landing_files"):
+        con.sql(f"DELETE FROM {table} WHERE file = ?", params=[name])
 
 
 def _jsonl_batches(path: Path):
@@ -313,8 +332,7 @@ def _restage_file(
     """Replace one file's raw records in one transaction: its records, or one unreadable-file record."""
     con.sql("BEGIN TRANSACTION")
     try:
-        con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
-        con.sql("DELETE FROM landing_files WHERE file = ?", params=[f.name])
+        _forget_file(con, f.name)
         if file_error is None:
             _STAGERS[f.fmt](con, f)
         else:
@@ -338,8 +356,7 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> In
     known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())
     present = {f.name for f in files}
     for gone in sorted(set(known) - present):
-        con.sql("DELETE FROM raw_records WHERE file = ?", params=[gone])
-        con.sql("DELETE FROM landing_files WHERE file = ?", params=[gone])
+        _forget_file(con, gone)
     now = datetime.now(timezone.utc)
     for f in files:
         if known.get(f.name) == f.fingerprint:
@@ -442,7 +459,7 @@ def _validation_sql(where: str = "true") -> str:
     first_code = " ".join(f"WHEN f{i} THEN '{code}'" for i, (code, _, _) in enumerate(field_checks))
 
     return f"""
-    INSERT INTO validated
+    INSERT INTO validated_records
     -- MATERIALIZED stages: DuckDB would otherwise inline the parsed struct into every
     -- reference and parse each record once per field instead of once.
     WITH parsed AS MATERIALIZED (
@@ -556,18 +573,21 @@ CONTENT_COLUMNS = tuple(f for f in EVENT_FIELDS if f != "event_id")
 def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from raw_records."""
     stats = stats or IngestStats()
-    # Chunks of about VALIDATION_CHUNK_ROWS records keep the materialized stages in memory;
-    # one statement over tens of millions of records spills to disk and slows down superlinearly.
-    con.sql(f"CREATE OR REPLACE TEMP TABLE validated AS {_validation_sql('false').split('INSERT INTO validated', 1)[1]}")
+    _ensure_raw_tables(con)
+    # Validation is per record, so it is cached per file version like parsing: only files not
+    # validated yet are validated. Chunks of about VALIDATION_CHUNK_ROWS records keep the
+    # materialized stages in memory; one statement over tens of millions spills to disk.
     chunks = con.sql(
         f"""
         SELECT file, min(line), max(line) FROM raw_records
+        WHERE file NOT IN (SELECT DISTINCT file FROM validated_records)
         GROUP BY file, line // {VALIDATION_CHUNK_ROWS} ORDER BY 1, 2
         """
     ).fetchall()
     for file, first, last in chunks:
         escaped = file.replace("'", "''")
         con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))
+    con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
     # an id seen with different contents is a conflict and every version is quarantined.

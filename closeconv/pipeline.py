@@ -63,9 +63,9 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     )
-    for view in ("sessionized_events", "valid_events", "candidates"):
+    for view in ("sessionized_events", "valid_events", "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
-    for table in ("validated", "id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES):
+    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES):
         con.sql(f"DROP TABLE IF EXISTS {table}")
     return EventCounts(
         records_read=stats.records_read,

@@ -726,3 +726,21 @@ def test_csv_blank_lines_keep_line_numbers_true(tmp_path, malformed):
         {"event_id": "r1", "source_line": 2}, {"event_id": "r3", "source_line": 6}]
     assert [(r["line"], r["reason_code"]) for r in rejected(con)] == (
         [(5, "invalid_timestamp")] + ([(7, "malformed_row")] if malformed else []))
+
+
+def test_validation_is_cached_per_file_version(tmp_path):
+    """A re-run validates only new or changed files; a changed or removed file leaves nothing stale."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a.jsonl").write_text(json.dumps(recv("09:00", contact="ca", event_id="a1")) + "\n")
+    (landing / "b.jsonl").write_text(json.dumps(recv("09:00", contact="cb", event_id="b1")) + "\n")
+    con = connect_memory()
+    validate_and_dedupe(con, stage_landing_files(con, landing))
+    assert sorted(r[0] for r in con.sql("SELECT event_id FROM valid_events").fetchall()) == ["a1", "b1"]
+
+    (landing / "a.jsonl").write_text(json.dumps(recv("09:00", contact="ca", event_id="a2")) + "\nnot json\n")
+    (landing / "b.jsonl").unlink()
+    validate_and_dedupe(con, stage_landing_files(con, landing))
+    assert [r[0] for r in con.sql("SELECT event_id FROM valid_events").fetchall()] == ["a2"]
+    assert con.sql("SELECT file, line, reason_code FROM rejections").fetchall() == [("a.jsonl", 2, "invalid_json")]
+    assert con.sql("SELECT DISTINCT file FROM validated_records").fetchall() == [("a.jsonl",)]
