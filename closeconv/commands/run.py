@@ -122,7 +122,8 @@ def print_summary(settings: Settings, seconds: float) -> None:
     click.echo(f"  conversations       {run['conversations_closed']:>12,} closed, {run['conversations_open']:,} open")
     click.echo(f"  workflow runs       {run['workflow_runs']:>12,}  ({run['workflow_actions']:,} actions, {drifted_contacts:,} drifted contacts)")
     click.echo(f"  warehouse           {settings.warehouse_path}  (timezone {settings.timezone})")
-    click.echo(f"  query it:           uv run duckdb -readonly {settings.warehouse_path} \"SELECT * FROM conversations LIMIT 10\"")
+    # duckdb-cli is a dependency: the shell sits beside this `closeconv` in the same environment.
+    click.echo(f"  query it:           duckdb -readonly {settings.warehouse_path} \"SELECT * FROM conversations LIMIT 10\"")
 
 
 class ConfigurationFailed(click.ClickException):
