@@ -63,8 +63,6 @@ class IngestStats:
     valid_records: int = 0
     events_unique: int = 0
     duplicates_dropped: int = 0
-    rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def detect_format(path: Path) -> str | None:
