@@ -12,10 +12,7 @@ import duckdb
 
 SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
 
-ORPHAN_CLOSE_REASON = (
-    "close without open conversation: contact '{contact}' had no open conversation at {at}; "
-    "deliver the events that opened it, or drop this close"
-)
+ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had no open conversation at {at}"
 
 
 def sessionize(con: duckdb.DuckDBPyConnection) -> None:
@@ -98,12 +95,26 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE orphan_closes AS
-        SELECT s.source_file AS file, s.source_line AS line, r.raw AS raw_record, s.event_id,
+        WITH orphans AS (
+            SELECT s.* FROM _ordered s JOIN _sessions x USING (event_order) WHERE x.orphan
+        ),
+        effective_closes AS (
+            SELECT s.contact_id, s.event_order, s.event_id, s.occurred_at
+            FROM _ordered s JOIN _sessions x USING (event_order)
+            WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
+        )
+        SELECT o.source_file AS file, o.source_line AS line, r.raw AS raw_record, o.event_id,
             'orphan_close' AS reason_code,
-            replace(replace('{ORPHAN_CLOSE_REASON.replace("'", "''")}', '{{contact}}', s.contact_id),
-                    '{{at}}', strftime(s.occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ')) AS reason
-        FROM _ordered s JOIN _sessions x USING (event_order)
-        LEFT JOIN raw_records r ON r.file = s.source_file AND r.line = s.source_line
-        WHERE x.orphan
+            replace(replace('{ORPHAN_CLOSE_REASON.replace("'", "''")}', '{{contact}}', o.contact_id),
+                    '{{at}}', strftime(o.occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ'))
+            || CASE WHEN c.event_id IS NULL
+                    THEN '; deliver the events that opened it, or drop this close'
+                    ELSE '; its last conversation was already closed by event ''' || c.event_id || ''' at '
+                         || strftime(c.occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ')
+                         || ' (a second close of one conversation?); drop this close or deliver the events that reopened it'
+               END AS reason
+        FROM orphans o
+        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.event_order < o.event_order
+        LEFT JOIN raw_records r ON r.file = o.source_file AND r.line = o.source_line
         """
     )

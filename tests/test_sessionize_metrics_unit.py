@@ -744,3 +744,11 @@ def test_validation_is_cached_per_file_version(tmp_path):
     assert [r[0] for r in con.sql("SELECT event_id FROM valid_events").fetchall()] == ["a2"]
     assert con.sql("SELECT file, line, reason_code FROM rejections").fetchall() == [("a.jsonl", 2, "invalid_json")]
     assert con.sql("SELECT DISTINCT file FROM validated_records").fetchall() == [("a.jsonl",)]
+
+
+def test_orphan_close_reason_names_the_close_that_ended_the_conversation(tmp_path):
+    con = run_events(tmp_path, [recv("09:00", event_id="r1"), closed("09:10", user="u1", event_id="close-1"),
+                                closed("09:20", user="u2", event_id="close-2"), closed("10:00", contact="c9", event_id="lone", user="u1")])
+    reasons = dict(con.sql("SELECT event_id, reason FROM orphan_closes").fetchall())
+    assert "already closed by event 'close-1' at 2026-03-02T09:10:00.000Z" in reasons["close-2"]
+    assert reasons["lone"].endswith("deliver the events that opened it, or drop this close")
