@@ -22,7 +22,8 @@ import duckdb
 
 from closeconv.generate import generate_sample
 from closeconv.pipeline import build_workflow_tables
-from closeconv.pipeline import build_conversation_tables, build_events, stage_landing
+from closeconv.ingest import stage_landing_files
+from closeconv.pipeline import build_conversation_tables, build_events
 
 
 def rss_mb() -> float:
@@ -74,7 +75,7 @@ def main() -> None:
         con = duckdb.connect(str(work / "stage.duckdb"))
         con.sql("SET TimeZone = 'UTC'")
         t0 = time.perf_counter()
-        stage_landing(con, landing)
+        stage_landing_files(con, landing)
         t1 = time.perf_counter()
         counts = build_events(con)
         t2 = time.perf_counter()
@@ -83,7 +84,7 @@ def main() -> None:
         t3 = time.perf_counter()
         # A second run with no new files: parsing is cached per file version.
         r0 = time.perf_counter()
-        stage_landing(con, landing)
+        stage_landing_files(con, landing)
         build_events(con)
         build_workflow_tables(con, Path("workflows"), None)
         build_conversation_tables(con, "America/New_York")

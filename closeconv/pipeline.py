@@ -11,16 +11,13 @@ from pathlib import Path
 
 import duckdb
 
-from closeconv.ingest import IngestStats, stage_landing_files, validate_and_dedupe
+from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
-
-
-def stage_landing(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
-    return stage_landing_files(con, landing_dir)
+from closeconv.workflows.replay import drift_contacts
 
 
 @dataclass(frozen=True)
@@ -87,8 +84,7 @@ def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, r
         stats = replay_workflows(con, workflows, users)
     counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
               for t in ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")}
-    drifted = con.sql("SELECT count(DISTINCT contact_id) FROM workflow_drift").fetchall()[0][0]
-    return {"workflows": stats.workflows, "drifted_contacts": drifted, **counts}
+    return {"workflows": stats.workflows, "drifted_contacts": drift_contacts(con), **counts}
 
 
 def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, reference_dir: Path | None = None) -> dict[str, int]:

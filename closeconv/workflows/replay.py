@@ -723,6 +723,7 @@ def drift_count(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def drift_contacts(con: duckdb.DuckDBPyConnection) -> int:
+    """Number of distinct contacts in ``workflow_drift`` (what `closeconv run` reports)."""
     return int(con.sql("SELECT count(DISTINCT contact_id) FROM workflow_drift").fetchall()[0][0])
 
 

@@ -10,11 +10,11 @@ import time
 
 import dagster as dg
 
+from closeconv.ingest import stage_landing_files
 from closeconv.pipeline import (
     build_conversation_tables,
     build_events,
     build_workflow_tables,
-    stage_landing,
 )
 from closeconv.progress import report
 from closeconv.warehouse import publish
@@ -35,7 +35,7 @@ def landing_files(
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     with warehouse.staging() as con:
-        stats = stage_landing(con, landing.folder())
+        stats = stage_landing_files(con, landing.folder())
     ignored = ""
     if stats.files_ignored:
         shown = ", ".join(stats.files_ignored[:5]) + (" …" if len(stats.files_ignored) > 5 else "")
