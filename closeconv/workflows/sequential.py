@@ -40,7 +40,9 @@ from closeconv.config import ConfigError
 from closeconv.workflows.conditions import combine, conditions_expr, rule_expr, split_conditions
 from closeconv.workflows.models import STRATEGY_ACTIONS, AssignStep, Workflow
 from closeconv.workflows.replay import (
+    ACTIONS_SCHEMA,
     COMPLETED,
+    RUNS_SCHEMA,
     SKIP_ALL_AT_CAP,
     SKIP_CHOSEN_IS_CURRENT,
     SKIP_NO_ASSIGNEE,
@@ -370,22 +372,15 @@ def replay_sequential(
     orders = t.get_column("event_order")
     runs = pl.DataFrame(
         run_rows,
-        schema={"j": pl.UInt32, "wf_index": pl.Int32, "outcome": pl.String, "skip_reason": pl.String, "action_count": pl.Int32},
+        schema={"j": pl.UInt32, **{k: v for k, v in RUNS_SCHEMA.items() if k != "event_order"}},
         orient="row",
     )
     runs = runs.with_columns(orders.gather(runs.get_column("j")).alias("event_order")).drop("j")
     actions = pl.DataFrame(
         action_rows,
-        schema={
-            "j": pl.UInt32,
-            "wf_index": pl.Int32,
-            "step_index": pl.Int32,
-            "step_id": pl.String,
-            "action": pl.String,
-            "strategy": pl.String,
-            "from_assignee_id": pl.String,
-            "to_assignee_id": pl.String,
-        },
+        # Reconciliation fills reconciled_event_order later, in replay.reconcile.
+        schema={"j": pl.UInt32, **{k: v for k, v in ACTIONS_SCHEMA.items()
+                                   if k not in ("event_order", "reconciled_event_order")}},
         orient="row",
     )
     actions = actions.with_columns(orders.gather(actions.get_column("j")).alias("event_order")).drop("j")
