@@ -65,9 +65,11 @@ class ReceiverProcess:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout_s)
+            rc = self.proc.wait(timeout_s)
         finally:
             self._log.close()
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: -SIGTERM is a clean stop
+        return 0 if rc == -signal.SIGTERM else rc
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
