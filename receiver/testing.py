@@ -111,3 +111,61 @@ def respondio_conversation(contact_id: int, t0_s: int, user_id: int = 7, tag: st
                           "closedBy": {"id": user_id}, "category": "General", "firstResponseTime": frt_s,
                           "resolutionTime": close_after_s, "incomingMessageCount": 1, "outgoingMessageCount": 1}},
     ]
+
+
+class LoadResult:
+    def __init__(self) -> None:
+        self.acked: list[str] = []  # event ids answered 2xx
+        self.latencies_s: list[float] = []  # per acknowledged request
+        self.errors: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self.seconds = 0.0
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def send_load(url: str, payloads: list[dict], key: str, concurrency: int = 32, deadline_s: float = 60.0,
+                    on_ack=None) -> LoadResult:
+    """POST signed respond.io payloads with bounded concurrency until done or the deadline.
+
+    Keeps the list of acknowledged event ids; connection errors (a killed receiver) are counted."""
+    import asyncio
+    import json
+
+    from closeconv.intake.signatures import respondio_signature
+
+    bodies = [(p["event_id"], json.dumps(p).encode()) for p in payloads]
+    signed = [(eid, body, respondio_signature(key, body)) for eid, body in bodies]
+    result = LoadResult()
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in signed:
+        queue.put_nowait(item)
+    deadline = time.perf_counter() + deadline_s
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                try:
+                    eid, body, sig = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t = time.perf_counter()
+                try:
+                    r = await client.post(url, content=body, headers={"x-webhook-signature": sig,
+                                                                       "content-type": "application/json"})
+                except httpx.HTTPError as exc:
+                    result.error(type(exc).__name__)
+                    continue
+                if 200 <= r.status_code < 300:
+                    result.acked.append(eid)
+                    result.latencies_s.append(time.perf_counter() - t)
+                    if on_ack is not None:
+                        on_ack(result)
+                else:
+                    result.error(f"http_{r.status_code}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - result.started
+    return result
