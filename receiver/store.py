@@ -138,8 +138,17 @@ class IntakeStore:
     def _rebuild_recent(self) -> int:
         cutoff = time.time() - REBUILD_WINDOW_S
         files = sorted(p for p in self.settings.archive_dir.glob(f"*{ARCHIVE_SUFFIX}") if p.stat().st_mtime >= cutoff)
-        for _, _, record in read_archive(files):
-            self.recent.add(record.get("dedupe_keys") or [])
+        # newest files first, only as many as the set holds; then added oldest first, as they came
+        per_file: list[list[str]] = []
+        total = 0
+        for path in reversed(files):
+            keys = [k for _, _, record in read_archive([path]) for k in record.get("dedupe_keys") or []]
+            per_file.append(keys)
+            total += len(keys)
+            if total >= self.recent.capacity:
+                break
+        for keys in reversed(per_file):
+            self.recent.add(keys)
         return len(self.recent)
 
     async def start(self) -> None:
