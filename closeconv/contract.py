@@ -97,8 +97,10 @@ EVENTS_COLUMNS: dict[str, str] = {
     "event_order": "BIGINT",
     "source_file": "VARCHAR",
     "source_line": "BIGINT",
-    **PLATFORM_FIELDS,
 }
+# The published `events` table has the PLATFORM_FIELDS columns (v1.1) after these; code that
+# builds an events table from EVENTS_COLUMNS alone (workflows.testing) still works, because
+# the conversation metrics read those columns as null when they are absent.
 
 REJECTED_EVENTS_COLUMNS: dict[str, str] = {
     "file": "VARCHAR",
