@@ -102,11 +102,17 @@ class IntakeStore:
                 self.failure = f"cannot create {folder}: {exc}"
                 log.error("intake storage unavailable: %s", self.failure)
                 return counts
-        archive_parts = recover_parts(self.settings.archive_dir, ARCHIVE_SUFFIX)
-        landing_parts = recover_parts(self.settings.landing_dir, ".jsonl")
-        counts["archive_parts"], counts["landing_parts"] = len(archive_parts), len(landing_parts)
-        if archive_parts:
-            counts["redone_events"] = self._redo(archive_parts, landing_parts)
+        try:
+            archive_parts = recover_parts(self.settings.archive_dir, ARCHIVE_SUFFIX)
+            landing_parts = recover_parts(self.settings.landing_dir, ".jsonl")
+            counts["archive_parts"], counts["landing_parts"] = len(archive_parts), len(landing_parts)
+            if archive_parts:
+                counts["redone_events"] = self._redo(archive_parts, landing_parts)
+        except OSError as exc:
+            # Serve anyway: deliveries get 503 until the disk is back, and the leftovers stay
+            # hidden (nothing is lost) until a start that can finish them.
+            self.failure = f"cannot finish the files a previous run left: {exc}"
+            log.error("intake storage unavailable: %s", self.failure)
         counts["recent_keys"] = self._rebuild_recent()
         return counts
 
@@ -204,7 +210,8 @@ class IntakeStore:
         if delivery.outcome == IGNORED:
             self.stats.ignored[(platform, delivery.event_type or "?")] += 1
         elif delivery.outcome == MALFORMED:
-            self.stats.rejected[f"malformed: {delivery.reason}"[:120]] += 1
+            # the reason without its details (a JSON error's position), so the labels stay few
+            self.stats.rejected[f"malformed: {(delivery.reason or '').split(' (')[0]}"] += 1
         return "stored", delivery
 
     # ---------------------------------------------------------------- the writer
