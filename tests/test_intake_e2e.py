@@ -187,3 +187,17 @@ def test_secrets_file_and_replay_samples(closeconv_env, tmp_path):
     # the samples are recent (shifted to now), so a dashboard's default date range shows them
     assert wh.scalar("SELECT max(occurred_at) FROM events WHERE event_type <> 'contact.assignee.updated'") is not None
     assert wh.scalar("SELECT epoch(now()) - epoch(max(occurred_at)) FROM events WHERE event_type = 'conversation.closed'") < 3 * 86400
+
+
+def test_files_rotate_on_time_so_a_run_sees_events_while_the_receiver_runs(closeconv_env, tmp_path):
+    payloads = respondio_conversation(4000, T0)
+    with ReceiverProcess(closeconv_env.landing, tmp_path / "archive", KEYS, extra_args=["--rotate-seconds", "0.3"]) as r:
+        with httpx.Client(timeout=10) as client:
+            for p in payloads:
+                assert post_respondio(client, r.url, p).status_code == 200
+        deadline = time.monotonic() + 15
+        while list(closeconv_env.landing.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not list(closeconv_env.landing.glob(".*.part")), "the idle receiver did not rotate its file"
+        wh = closeconv_env.run()  # the receiver is still up
+        assert wh.scalar("SELECT count(*) FROM conversations WHERE status = 'closed'") == 1
