@@ -17,6 +17,8 @@ def serve(settings: IntakeSettings, host: str = "127.0.0.1", port: int = 8600, l
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level=log_level,
         access_log=False,  # per-request lines cost throughput; /metrics counts instead
+        proxy_headers=False,  # the client address is only logged for a refused signature
+        server_header=False,
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
