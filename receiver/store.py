@@ -3,15 +3,19 @@
 Every accepted delivery is appended to the raw-body archive and its events to a landing
 segment; a request gets its 2xx only after both files were written, flushed and fsynced.
 Group commit: requests queue their records, and one writer task takes everything queued,
-writes it with one fsync per file on a single I/O thread, then resolves all their futures.
+writes it with one sync per file, then resolves all their futures.
 While one commit runs, the next batch gathers, so throughput grows with concurrency while
 each request still waits for its own fsync.
 
-The archive is written before the landing segment, so it is the write-ahead log: on start,
-the parts a killed receiver left are finished, and any archived delivery whose events did not
-reach the landing folder is mapped again and written (`recover`). Redeliveries are answered
-from a bounded set of recent dedupe keys (event_id, message id, Chatwoot delivery id), rebuilt
-from the archive of the last day on start; the pipeline drops exact duplicates again.
+Both files are written, then synced in parallel (overlapping syncs cost about one). After a
+crash either may hold a commit the other lacks, and `recover` reconciles both ways: the hidden
+parts are finished; an archived delivery whose events are not in the landing folder is mapped
+again and written; landed events missing from the archive are remembered, so that their retry
+(never acknowledged, so the platform sends it again) is archived without landing twice.
+
+Redeliveries are answered from a bounded set of recent dedupe keys (event_id, message id,
+Chatwoot delivery id), rebuilt from the archive of the last day on start; the pipeline drops
+exact duplicates again.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ from closeconv.intake.delivery import IGNORED, MALFORMED, MAPPED, Delivery, map_
 from closeconv.intake.segments import SegmentWriter, recover_parts
 from closeconv.intake.settings import IntakeSettings
 from receiver.stats import IntakeStats
+
+
+def _wait_quietly(future) -> None:
+    try:
+        future.result()
+    except OSError:
+        pass
 
 log = logging.getLogger("closeconv.receiver")
 
@@ -86,6 +97,10 @@ class IntakeStore:
         self._pending: dict[str, asyncio.Future] = {}
         self._queue: asyncio.Queue[_Pending] | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-io")
+        self._sync_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-sync")
+        # event ids found in the landing folder but not in the archive after a crash (the landing
+        # sync finished, the archive sync did not): a retry of theirs is archived, not landed again
+        self.unarchived: set[str] = set()
         self._writer_task: asyncio.Task | None = None
         self._rotator_task: asyncio.Task | None = None
         self._opened_at = time.monotonic()
@@ -106,6 +121,9 @@ class IntakeStore:
             archive_parts = recover_parts(self.settings.archive_dir, ARCHIVE_SUFFIX)
             landing_parts = recover_parts(self.settings.landing_dir, ".jsonl")
             counts["archive_parts"], counts["landing_parts"] = len(archive_parts), len(landing_parts)
+            if landing_parts or archive_parts:
+                self.unarchived = self._unarchived(archive_parts, landing_parts)
+                counts["unarchived_events"] = len(self.unarchived)
             if archive_parts:
                 counts["redone_events"] = self._redo(archive_parts, landing_parts)
         except OSError as exc:
@@ -120,15 +138,7 @@ class IntakeStore:
         # Archive and landing rotate together: the events of an unfinished archive part are in
         # the unfinished landing part or, if the crash fell between the two renames, the last
         # finished landing file.
-        finished = sorted(p for p in self.settings.landing_dir.glob(f"{LANDING_PREFIX}-*.jsonl") if p not in landing_parts)
-        written: set[str] = set()
-        for path in [*landing_parts, *finished[-1:]]:
-            with open(path, "rb") as fh:
-                for line in fh:
-                    try:
-                        written.add(json.loads(line)["event_id"])
-                    except (ValueError, KeyError, TypeError):
-                        continue
+        written = self._landed_ids(landing_parts)
         missing: list[bytes] = []
         for _, _, record in read_archive(archive_parts):
             if record.get("outcome") != MAPPED or all(i in written for i in record.get("event_ids", [])):
@@ -140,6 +150,24 @@ class IntakeStore:
             self.landing.finish()
             log.warning("recovered %d archived events that had not reached the landing folder", len(missing))
         return len(missing)
+
+    def _unarchived(self, archive_parts: list[Path], landing_parts: list[Path]) -> set[str]:
+        """Event ids of the crash's last files that are in the landing folder but not archived."""
+        last_archive = sorted(p for p in self.settings.archive_dir.glob(f"*{ARCHIVE_SUFFIX}") if p not in archive_parts)[-1:]
+        archived = {i for _, _, r in read_archive([*archive_parts, *last_archive]) for i in r.get("event_ids", [])}
+        return self._landed_ids(landing_parts) - archived
+
+    def _landed_ids(self, landing_parts: list[Path]) -> set[str]:
+        finished = sorted(p for p in self.settings.landing_dir.glob(f"{LANDING_PREFIX}-*.jsonl") if p not in landing_parts)
+        ids: set[str] = set()
+        for path in [*landing_parts, *finished[-1:]]:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    try:
+                        ids.add(json.loads(line)["event_id"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        return ids
 
     def _rebuild_recent(self) -> int:
         cutoff = time.time() - REBUILD_WINDOW_S
@@ -175,6 +203,7 @@ class IntakeStore:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._io, self._finish_both)
         self._io.shutdown(wait=True)
+        self._sync_io.shutdown(wait=True)
 
     # ---------------------------------------------------------------- accepting deliveries
 
@@ -198,7 +227,12 @@ class IntakeStore:
         future = asyncio.get_running_loop().create_future()
         for k in keys:
             self._pending[k] = future
-        lines = [event_line(e) for e in delivery.events]
+        if self.unarchived and any(e["event_id"] in self.unarchived for e in delivery.events):
+            # its events reached the landing folder before a crash; only the archive lacks it
+            self.unarchived.difference_update(e["event_id"] for e in delivery.events)
+            lines = []
+        else:
+            lines = [event_line(e) for e in delivery.events]
         self._queue.put_nowait(_Pending(platform, archive_record(platform, body, received_at_ms, delivery_id, delivery),
                                         lines, delivery, future))
         try:
@@ -251,18 +285,35 @@ class IntakeStore:
                     self._queue.task_done()
 
     def _commit(self, batch: list[_Pending]) -> None:
-        """On the I/O thread: archive first (the write-ahead log), then the landing events."""
-        self.archive.append([item.archive_line for item in batch])
+        """On the I/O thread: write both files, then sync them in parallel (one sync costs about
+        what two cost when they overlap). A failure on either side takes the other side's
+        write back, so a retry is neither a duplicate nor a conflict."""
+        self.archive.write([item.archive_line for item in batch])
         try:
-            self.landing.append([line for item in batch for line in item.event_lines])
+            self.landing.write([line for item in batch for line in item.event_lines])
         except OSError:
-            # Not acknowledged, so not archived either: a retry must not be taken for a duplicate.
-            try:
-                self.archive.undo_last()
-            except OSError:
-                pass  # then the archive part is cut back by recovery's redo at worst
+            self._undo(self.archive)
+            raise
+        archive_sync = self._sync_io.submit(self.archive.sync)
+        try:
+            self.landing.sync()
+        except OSError:
+            _wait_quietly(archive_sync)
+            self._undo(self.archive)
+            raise
+        try:
+            archive_sync.result()
+        except OSError:
+            self._undo(self.landing)
             raise
         self._rotate_if_due()
+
+    @staticmethod
+    def _undo(writer: SegmentWriter) -> None:
+        try:
+            writer.undo_last()
+        except OSError:
+            pass  # recovery reconciles the two files on the next start
 
     def _rotate_if_due(self) -> None:
         part = self.landing.current_part or self.archive.current_part

@@ -65,6 +65,12 @@ class SegmentWriter:
 
     def append(self, lines: list[bytes]) -> None:
         """Write these lines (each ending in a newline) durably, or raise OSError."""
+        if lines:
+            self.write(lines)
+            self.sync()
+
+    def write(self, lines: list[bytes]) -> None:
+        """Write and flush, not yet durable: `sync` makes it so (two files can sync in parallel)."""
         if not lines:
             return
         try:
@@ -73,6 +79,14 @@ class SegmentWriter:
             self._before_last = self._committed
             self._fh.write(b"".join(lines))
             self._fh.flush()
+        except OSError:
+            self._abandon()
+            raise
+
+    def sync(self) -> None:
+        if self._fh is None:
+            return
+        try:
             # fdatasync: the data and the size, without the timestamps nobody needs back after a crash
             os.fdatasync(self._fh.fileno())
             self._committed = self._fh.tell()
@@ -83,8 +97,8 @@ class SegmentWriter:
             self.finish()
 
     def undo_last(self) -> None:
-        """Take back the last append (still in the current part): what it held was not acknowledged."""
-        if self._fh is None:
+        """Take back the last write (still in the current part): what it held was not acknowledged."""
+        if self._fh is None or self._fh.tell() == self._before_last:
             return
         self._fh.truncate(self._before_last)
         self._fh.seek(self._before_last)
