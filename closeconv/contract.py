@@ -1,10 +1,13 @@
-"""The event contract (v1) and the warehouse tables, as data.
+"""The event contract (v1.1) and the warehouse tables, as data.
 
 One place that names every event type, source and column, so that validation, the
 generator, the docs and the checks cannot drift apart.
 """
 
 from __future__ import annotations
+
+# v1.1 (intake from the platforms) only added sources and optional fields: a v1 file is a v1.1 file.
+CONTRACT_VERSION = "1.1"
 
 EVENT_TYPES: tuple[str, ...] = (
     "conversation.opened",
@@ -23,12 +26,14 @@ EVENT_KIND_RANK: dict[str, int] = {
     "conversation.closed": 4,
 }
 
+# v1.1 added what respond.io really sends: `n8n` and `ai_agent` (automations, never a human
+# response: only source `user` is) wherever an automation can act, `growth_widget` as an opener.
 ALLOWED_SOURCES: dict[str, tuple[str, ...]] = {
-    "conversation.opened": ("user", "contact", "workflow", "api", "zapier", "make", "ctc_ads"),
-    "conversation.closed": ("user", "workflow", "api", "zapier", "bot", "make", "auto_close"),
-    "message.sent": ("user", "workflow", "api", "zapier", "bot", "echo", "make", "broadcast"),
+    "conversation.opened": ("user", "contact", "workflow", "api", "zapier", "make", "ctc_ads", "growth_widget"),
+    "conversation.closed": ("user", "workflow", "api", "zapier", "bot", "make", "auto_close", "n8n", "ai_agent"),
+    "message.sent": ("user", "workflow", "api", "zapier", "bot", "echo", "make", "broadcast", "n8n", "ai_agent"),
     "message.received": ("contact",),
-    "contact.assignee.updated": ("user", "workflow", "api", "zapier", "make", "bot"),
+    "contact.assignee.updated": ("user", "workflow", "api", "zapier", "make", "bot", "n8n", "ai_agent"),
 }
 
 DEFAULT_SOURCE: dict[str, str] = {"message.received": "contact"}
@@ -52,6 +57,17 @@ EVENT_FIELDS: tuple[str, ...] = (
     "summary",
 )
 REQUIRED_FIELDS: tuple[str, ...] = ("event_id", "event_type", "occurred_at", "contact_id")
+
+# v1.1 optional fields on `conversation.closed`: the platform's own figures for the conversation,
+# kept beside closeconv's so the warehouse can show where they differ. name -> DuckDB type.
+PLATFORM_FIELDS: dict[str, str] = {
+    "platform_first_response_time_s": "DOUBLE",
+    "platform_resolution_time_s": "DOUBLE",
+    "platform_incoming_message_count": "BIGINT",
+    "platform_outgoing_message_count": "BIGINT",
+    "platform_opened_by_source": "VARCHAR",
+    "platform_assignee_team": "VARCHAR",
+}
 
 FRT_BUCKETS: tuple[tuple[str, float | None], ...] = (
     # label, exclusive upper bound in seconds (None = unbounded)
@@ -82,6 +98,9 @@ EVENTS_COLUMNS: dict[str, str] = {
     "source_file": "VARCHAR",
     "source_line": "BIGINT",
 }
+# The published `events` table has the PLATFORM_FIELDS columns (v1.1) after these; code that
+# builds an events table from EVENTS_COLUMNS alone (workflows.testing) still works, because
+# the conversation metrics read those columns as null when they are absent.
 
 REJECTED_EVENTS_COLUMNS: dict[str, str] = {
     "file": "VARCHAR",

@@ -32,6 +32,7 @@ from closeconv.contract import (
     EVENT_FIELDS,
     EVENT_KIND_RANK,
     EVENT_TYPES,
+    PLATFORM_FIELDS,
     REQUIRED_FIELDS,
     USER_ID_REQUIRED_FOR_USER_SOURCE,
 )
@@ -387,7 +388,8 @@ def _validation_sql(where: str = "true") -> str:
     (CASE evaluates a branch only for the rows that take it), so valid records pay for
     one JSON parse and a handful of comparisons.
     """
-    struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in EVENT_FIELDS) + "}"
+    parsed_fields = (*EVENT_FIELDS, *PLATFORM_FIELDS)
+    struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in parsed_fields) + "}"
 
     def suspicious(name: str) -> str:
         # from_json renders a number as its text, but also an object, array or boolean; only
@@ -398,10 +400,16 @@ def _validation_sql(where: str = "true") -> str:
         return f"coalesce({name}_jtype IN ('BOOLEAN', 'OBJECT', 'ARRAY'), false)"
 
     jtype_cols = ",\n            ".join(
-        f"CASE WHEN {suspicious(n)} THEN json_type(raw, '$.\"{n}\"') END AS {n}_jtype" for n in EVENT_FIELDS
+        f"CASE WHEN {suspicious(n)} THEN json_type(raw, '$.\"{n}\"') END AS {n}_jtype" for n in parsed_fields
     )
     text_cols = ",\n            ".join(
-        f"CASE WHEN {n}_jtype IS NULL AND trim(j.{n}) <> '' THEN j.{n} END AS {n}_txt" for n in EVENT_FIELDS
+        f"CASE WHEN {n}_jtype IS NULL AND trim(j.{n}) <> '' THEN j.{n} END AS {n}_txt" for n in parsed_fields
+    )
+    numeric_platform = [n for n, t in PLATFORM_FIELDS.items() if t != "VARCHAR"]
+    platform_cols = ",\n        ".join(
+        (f"lower(trim({n}_txt)) AS {n}" if n.endswith("_source") else f"trim({n}_txt) AS {n}") if t == "VARCHAR"
+        else f"CAST(try_cast(trim({n}_txt) AS DOUBLE) AS {t}) AS {n}"
+        for n, t in PLATFORM_FIELDS.items()
     )
     source_cases = "\n                ".join(
         f"WHEN '{et}' THEN [{_sql_list(srcs)}]" for et, srcs in ALLOWED_SOURCES.items()
@@ -423,8 +431,13 @@ def _validation_sql(where: str = "true") -> str:
         ],
         *[
             ("wrong_type", bad_type(n), f"'{n} must be a string, not a JSON ' || lower({n}_jtype)")
-            for n in EVENT_FIELDS
+            for n in parsed_fields
             if n != "occurred_at"
+        ],
+        *[
+            ("wrong_type", f"{n}_txt IS NOT NULL AND try_cast(trim({n}_txt) AS DOUBLE) IS NULL",
+             f"'{n} must be a number, not ' || {n}_txt")
+            for n in numeric_platform
         ],
         ("invalid_timestamp", bad_type("occurred_at"),
          "'occurred_at must be an ISO-8601 string with a UTC offset or integer epoch milliseconds'"),
@@ -558,6 +571,7 @@ def _validation_sql(where: str = "true") -> str:
         assignee_id_txt AS assignee_id,
         category_txt AS category,
         summary_txt AS summary,
+        {platform_cols},
         CASE event_type_norm {rank_cases} END AS kind_rank
     FROM flagged
     """
@@ -565,7 +579,7 @@ def _validation_sql(where: str = "true") -> str:
 
 VALIDATION_CHUNK_ROWS = 1_000_000
 
-CONTENT_COLUMNS = tuple(f for f in EVENT_FIELDS if f != "event_id")
+CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "event_id")
 
 
 def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
@@ -636,7 +650,7 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
         )
         SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id,
                source, user_id, team_id, assignee_id, category, summary, kind_rank,
-               file AS source_file, line AS source_line
+               file AS source_file, line AS source_line, {", ".join(PLATFORM_FIELDS)}
         FROM (SELECT * FROM unique_ids UNION ALL SELECT * FROM redelivered)
         """
     )

@@ -11,7 +11,10 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from closeconv.contract import FRT_BUCKETS
+from closeconv.contract import FRT_BUCKETS, PLATFORM_FIELDS
+
+# Platform and closeconv figures closer than this count as the same (the platform rounds to seconds).
+PLATFORM_TOLERANCE_S = 1.0
 
 
 def frt_bucket_sql(expr: str) -> str:
@@ -33,6 +36,12 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
     configured = categories if categories is not None else pl.DataFrame({"name": []}, schema={"name": pl.String})
     con.register("_configured_categories", configured.select(pl.col("name").str.to_lowercase().alias("name")))
     has_list = categories is not None
+    # An events table from before contract v1.1 has no platform columns: they read as null.
+    present = {r[0] for r in con.sql("SELECT column_name FROM (DESCRIBE events)").fetchall()}
+    platform = ",\n                ".join(
+        f"any_value(e.{c}) FILTER (WHERE e.event_type = 'conversation.closed') AS {c}" if c in present else f"NULL::{t} AS {c}"
+        for c, t in PLATFORM_FIELDS.items()
+    )
     con.sql(
         f"""
         CREATE OR REPLACE TABLE conversations AS
@@ -64,7 +73,8 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
                 min(e.occurred_at) FILTER (WHERE e.event_type = 'message.received') AS first_incoming_at,
                 count(*) FILTER (WHERE e.event_type = 'message.received') AS incoming_message_count,
                 count(*) FILTER (WHERE e.event_type = 'message.sent') AS outgoing_message_count,
-                count(*) FILTER (WHERE e.event_type = 'message.sent' AND e.source = 'user') AS human_outgoing_message_count
+                count(*) FILTER (WHERE e.event_type = 'message.sent' AND e.source = 'user') AS human_outgoing_message_count,
+                {platform}
             FROM conv_events e GROUP BY e.conversation_id
         ),
         -- A redundant conversation.opened within 60 s after an implicit open names who opened it.
@@ -161,7 +171,17 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             ac.assignee_id AS assignee_at_close,
             coalesce(epoch(f.opened_at) - epoch(p.previous_closed_at) < 86400, false) AS reopened_within_24h,
             CASE WHEN f.category IS NULL OR NOT {has_list} THEN NULL
-                 ELSE lower(f.category) IN (SELECT name FROM _configured_categories) END AS category_is_configured
+                 ELSE lower(f.category) IN (SELECT name FROM _configured_categories) END AS category_is_configured,
+            {", ".join("f." + c for c in PLATFORM_FIELDS)},
+            -- null when the platform gave no figure; a figure the platform has and closeconv lacks differs
+            CASE WHEN f.platform_first_response_time_s IS NULL AND f.platform_resolution_time_s IS NULL
+                      AND f.platform_incoming_message_count IS NULL AND f.platform_outgoing_message_count IS NULL THEN NULL
+                 ELSE coalesce(abs(f.platform_first_response_time_s - (epoch(r.first_response_at) - epoch(f.frt_start_at))) > {PLATFORM_TOLERANCE_S}
+                               OR (r.first_response_at IS NULL) <> (f.platform_first_response_time_s IS NULL), false)
+                   OR coalesce(abs(f.platform_resolution_time_s - (epoch(f.closed_at) - epoch(f.opened_at))) > {PLATFORM_TOLERANCE_S}, false)
+                   OR coalesce(f.platform_incoming_message_count <> f.incoming_message_count, false)
+                   OR coalesce(f.platform_outgoing_message_count <> f.outgoing_message_count, false)
+            END AS platform_metrics_differ
         FROM frt_start f
         LEFT JOIN first_response r USING (conversation_id)
         LEFT JOIN responses rs USING (conversation_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from closeconv.contract import PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
@@ -35,10 +36,11 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     sessionize(con)
     with transaction(con):
         con.sql(
-            """
+            f"""
             CREATE OR REPLACE TABLE events AS
             SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
-                user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line
+                user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line,
+                {", ".join(PLATFORM_FIELDS)}
             FROM sessionized_events
             """
         )

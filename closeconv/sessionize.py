@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
+from closeconv.contract import PLATFORM_FIELDS
+
 SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
 
 ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had no open conversation at {at}"
@@ -79,14 +81,14 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TEMP VIEW sessionized_events AS
         SELECT o.event_id, o.event_type, o.occurred_at, o.contact_id,
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
             CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
             o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
-            o.event_order, o.source_file, o.source_line
+            o.event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
         FROM _ordered o JOIN _sessions x USING (event_order)
         LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
         WHERE NOT x.orphan

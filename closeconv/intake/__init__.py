@@ -1,0 +1,11 @@
+"""Intake from the messaging platforms, framework-free.
+
+- `signatures`: webhook signature checks (respond.io, Chatwoot);
+- `respondio`, `chatwoot`: one delivery's raw body → contract events (plain functions);
+- `delivery`: the outcome of mapping one delivery, and the dispatch by platform;
+- `segments`: durable JSON-lines segment files (hidden while written, renamed when complete);
+- `archive`: the raw-body archive records and `remap` over them;
+- `settings`: where the signing keys and folders come from.
+
+The HTTP server that uses these lives in the top-level `receiver` package.
+"""
