@@ -1,0 +1,1 @@
+"""Intake from the platforms and other exports: webhooks, the respond.io API backfill, declared mappings."""
