@@ -114,17 +114,25 @@ def _text(v):
     return v if v is None or isinstance(v, str) else str(v)
 
 
-FieldSpec = Union[str, FieldRule, list[FieldRule]]
-
-
 class SourceMapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = None
-    fields: dict[str, FieldSpec]
+    # Each field: a column name, one rule, or a list of rules tried by their `when` in order.
+    fields: dict[str, list[FieldRule]]
     timestamps: Timestamps = Timestamps()
     skip: dict[str, list[str]] = Field(default_factory=dict, description="rows to leave out: column → values")
     event_id_prefix: str = Field("row:", description="prefix of derived event ids (when fields.event_id is absent)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_as_lists(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
+            data = {**data, "fields": {
+                k: [{"column": v}] if isinstance(v, str) else v if isinstance(v, list) else [v]
+                for k, v in data["fields"].items()
+            }}
+        return data
 
     @field_validator("skip", mode="before")
     @classmethod
@@ -143,10 +151,7 @@ class SourceMapping(BaseModel):
         return v
 
     def rules(self, name: str) -> list[FieldRule]:
-        spec = self.fields[name]
-        if isinstance(spec, str):
-            return [FieldRule(column=spec)]
-        return spec if isinstance(spec, list) else [spec]
+        return self.fields[name]
 
     def referenced_columns(self) -> list[str]:
         cols: list[str] = []
@@ -171,7 +176,7 @@ def load_mapping(path: Path) -> SourceMapping:
         mapping = SourceMapping.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'] if not str(p).startswith(('FieldRule', 'list[', 'str')))}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
