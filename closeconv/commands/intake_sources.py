@@ -5,7 +5,7 @@ commands/intake.py) adds them to its group."""
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -53,11 +53,11 @@ def _since(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter("give a date (2026-01-31) or an ISO-8601 time (2026-01-31T08:00:00Z)") from None
-    if isinstance(parsed, date) and parsed.tzinfo is None:
+        raise click.BadParameter("give a date (2026-01-31) or an ISO-8601 time (2026-01-31T08:00:00Z)", param_hint="--since") from None
+    if parsed.tzinfo is None:
         if "T" in value or " " in value:
-            raise click.BadParameter(f"{value!r} has no UTC offset; add Z or +HH:MM (times are never guessed)")
-        parsed = parsed.replace(tzinfo=timezone.utc)
+            raise click.BadParameter(f"{value!r} has no UTC offset; add Z or +HH:MM (times are never guessed)", param_hint="--since")
+        parsed = parsed.replace(tzinfo=timezone.utc)  # a bare date: midnight UTC
     return parsed
 
 
@@ -80,8 +80,11 @@ pipeline opens conversations implicitly at the contact's messages and, with
               help="API base URL; a white-label (IS-Messenger, …) has its own. [env CLOSECONV_RESPONDIO_API_URL]")
 @click.option("--state", "state_path", type=click.Path(path_type=Path),
               help="Checkpoint file; a second run continues where the first stopped. [default: LANDING/.respondio-backfill.state.json]")
+@click.option("--events-per-file", default=5000, show_default=True, type=click.IntRange(1),
+              help="Events per landing file; the checkpoint advances after each file.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def backfill_command(since: str, reference_dir: Path, landing_dir: Path, base_url: str, state_path: Path | None, no_progress: bool) -> None:
+def backfill_command(since: str, reference_dir: Path, landing_dir: Path, base_url: str, state_path: Path | None,
+                     events_per_file: int, no_progress: bool) -> None:
     """Backfill from respond.io's Developer API v2: users, teams, channels, closing-note
     categories, and every contact's message history as message.received / message.sent events.
 
@@ -106,7 +109,7 @@ def backfill_command(since: str, reference_dir: Path, landing_dir: Path, base_ur
     try:
         summary = run_backfill(
             base_url=base_url, token=token, since=since_at, reference_dir=reference_dir,
-            landing_dir=landing_dir, state_path=state_path, progress=not no_progress,
+            landing_dir=landing_dir, state_path=state_path, progress=not no_progress, batch_events=events_per_file,
         )
     except ConfigError as exc:
         raise ConfigurationFailed(str(exc)) from None
