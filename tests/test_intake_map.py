@@ -157,7 +157,7 @@ def test_jsonl_export_composite_key_constants_and_derived_ids(tmp_path):
     ]
     assert all(e["event_id"].startswith("mail:") and len(e["event_id"]) == 5 + 32 for e in events)
     rejects = {r["line"]: r for r in read_jsonl(tmp_path / "rej" / "mail.rejects.jsonl")}
-    assert rejects[3]["reason_code"] == "not_an_object"
+    assert rejects[3]["reason_code"] == "invalid_json"
     assert rejects[4]["reason_code"] == "missing_value" and "contact_id" in rejects[4]["reason"]
     # an ISO time without an offset and no declared zone: rejected, naming the setting
     assert rejects[5]["reason_code"] == "naive_timestamp" and "timestamps.timezone" in rejects[5]["reason"]

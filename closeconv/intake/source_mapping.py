@@ -212,6 +212,18 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _json_path(column: str) -> str:
+    """A column name as a quoted JSON path literal: any header text is safe."""
+    return _lit('$."' + column.replace('"', '\\"') + '"')
+
+
+# Rows the readers could not make into a JSON object: (reason_code, reason) by their shape.
+_UNREADABLE_CODE = ("CASE WHEN NOT is_json_text OR raw IS NULL THEN 'malformed_row' "
+                    "WHEN json_valid(raw) THEN 'not_an_object' ELSE 'invalid_json' END")
+_UNREADABLE_REASON = ("CASE WHEN NOT is_json_text OR raw IS NULL THEN 'CSV row has a different number of fields than the header' "
+                      "WHEN json_valid(raw) THEN 'line is JSON but not an object' ELSE 'line is not valid JSON' END")
+
+
 class _Sql:
     """SQL expressions for one mapping over a relation with `cols` (a list of column values)."""
 
@@ -371,7 +383,7 @@ def convert_file(mapping: SourceMapping, config_path: Path, path: Path, output: 
 
 def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output: Path, rejects: Path) -> MapResult:
     sql = _Sql(mapping, config_path)
-    paths = ", ".join(_lit('$."' + c.replace('"', '\\"') + '"') for c in sql.columns)
+    paths = ", ".join(_json_path(c) for c in sql.columns)
     con.sql(
         f"""
         CREATE TEMP TABLE rows AS
@@ -383,7 +395,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
     )
     # A column the mapping names but no row has is a mistake in the mapping, not in the rows.
     present = con.sql(
-        "SELECT " + ", ".join(f"count({sql.col(c)}) > 0 OR bool_or(json_exists(raw, {_lit(chr(36) + '.' + chr(34) + c + chr(34))}))"
+        "SELECT " + ", ".join(f"count({sql.col(c)}) > 0 OR bool_or(json_exists(raw, {_json_path(c)}))"
                               for c in sql.columns) + " FROM rows WHERE is_object"
     ).fetchall()[0]
     missing = [c for c, ok in zip(sql.columns, present) if not ok]
@@ -451,8 +463,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
             FROM mapped WHERE NOT skipped AND len(codes) > 0
             UNION ALL
             SELECT {_lit(path.name)}, line,
-                CASE WHEN raw IS NULL THEN 'malformed_row' WHEN is_json_text THEN 'not_an_object' ELSE 'malformed_row' END,
-                CASE WHEN is_json_text THEN 'line is not a JSON object' ELSE 'CSV row has a different number of fields than the header' END,
+                {_UNREADABLE_CODE}, {_UNREADABLE_REASON},
                 raw
             FROM raw_records r WHERE line NOT IN (SELECT line FROM rows WHERE is_object)
             ORDER BY line
@@ -467,7 +478,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
     result.skipped = con.sql("SELECT count(*) FROM mapped WHERE skipped").fetchall()[0][0]
     result.rejected_by_reason = dict(con.sql(
         "SELECT code, count(*) FROM (SELECT codes[1] AS code FROM mapped WHERE NOT skipped AND len(codes) > 0 "
-        "UNION ALL SELECT CASE WHEN is_json_text THEN 'not_an_object' ELSE 'malformed_row' END FROM raw_records "
+        f"UNION ALL SELECT {_UNREADABLE_CODE} FROM raw_records "
         "WHERE line NOT IN (SELECT line FROM rows WHERE is_object)) GROUP BY 1 ORDER BY 2 DESC, 1"
     ).fetchall())
     result.rejected = sum(result.rejected_by_reason.values())
