@@ -133,7 +133,8 @@ def test_jsonl_export_composite_key_constants_and_derived_ids(tmp_path):
     mapping = write(tmp_path / "m.yaml", [
         "fields:",
         "  contact_id: {columns: [account, ticket]}",
-        "  event_type: {column: kind, values: {in: message.received, out: message.sent, done: conversation.closed}}",
+        # the first rule whose `when` holds is the one used (and the only one checked)
+        "  event_type: [{when: {kind: done}, value: conversation.closed}, {column: kind, values: {in: message.received, out: message.sent}}]",
         "  occurred_at: at",
         "  source: [{when: {kind: in}, value: contact}, {value: user}]",
         "  user_id: {column: agent}",

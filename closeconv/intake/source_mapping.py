@@ -271,34 +271,45 @@ class _Sql:
         return f"CASE {base} {cases} END"
 
     def field_value(self, name: str) -> str:
+        # CASE takes the first rule whose `when` holds: the order of `applies`.
         cases = " ".join(f"WHEN {self.cond(r.when)} THEN {self.mapped(r)}" for r in self.m.rules(name))
         return f"CASE {cases} END"
 
-    def field_problem(self, name: str) -> tuple[str, str]:
-        """(reason_code expression, message expression) for this field on one row, NULL when fine."""
-        codes, messages = [], []
+    def applies(self, name: str) -> list[str]:
+        """Per rule of the field: the condition under which that rule is the one used."""
+        conds, earlier = [], []
         for r in self.m.rules(name):
             c = self.cond(r.when)
+            conds.append(" AND ".join([c, *(f"NOT ({e})" for e in earlier)]))
+            earlier.append(c)
+        return conds
+
+    def field_problem(self, name: str, column: str) -> tuple[str, str]:
+        """(reason_code, message) expressions for this field on one row (NULL when fine).
+
+        `column` is the field's value as already computed in the row, so no rule is evaluated twice."""
+        codes, messages = [], []
+        for r, applies in zip(self.m.rules(name), self.applies(name)):
             src = self.origin(name, r)
             raw = self.col(r.column) if r.column else None
             if r.pattern and raw:
-                codes.append(f"WHEN {c} AND {raw} IS NOT NULL AND {self.base(r)} IS NULL THEN 'pattern_no_match'")
+                bad = f"{applies} AND {raw} IS NOT NULL AND {self.base(r)} IS NULL"
+                codes.append(f"WHEN {bad} THEN 'pattern_no_match'")
                 messages.append(
-                    f"WHEN {c} AND {raw} IS NOT NULL AND {self.base(r)} IS NULL THEN "
-                    f"{_lit(f'{name}: {src} value ')} || {_lit(chr(39))} || left({raw}, 80) || {_lit(chr(39) + ' does not match fields.' + name + '.pattern ' + r.pattern)}"
+                    f"WHEN {bad} THEN {_lit(f'{name}: {src} value ')} || {_lit(chr(39))} || left({raw}, 80) || "
+                    f"{_lit(chr(39) + ' does not match fields.' + name + '.pattern ' + r.pattern)}"
                 )
             if r.values:
-                codes.append(f"WHEN {c} AND {self.base(r)} IS NOT NULL AND {self.mapped(r)} IS NULL THEN 'unmapped_value'")
+                bad = f"{applies} AND {self.base(r)} IS NOT NULL AND {column} IS NULL"
+                codes.append(f"WHEN {bad} THEN 'unmapped_value'")
                 messages.append(
-                    f"WHEN {c} AND {self.base(r)} IS NOT NULL AND {self.mapped(r)} IS NULL THEN "
-                    f"{_lit(f'{name}: {src} value ')} || {_lit(chr(39))} || {self.base(r)} || "
+                    f"WHEN {bad} THEN {_lit(f'{name}: {src} value ')} || {_lit(chr(39))} || {self.base(r)} || "
                     f"{_lit(chr(39) + f' has no entry in fields.{name}.values; add it there, or list it under skip: in {self.where}')}"
                 )
         if name in REQUIRED_MAPPED or name == "event_id":
-            rules = self.m.rules(name)
-            desc = " / ".join(self.origin(name, r) for r in rules)
-            codes.append(f"WHEN {self.field_value(name)} IS NULL THEN 'missing_value'")
-            messages.append(f"WHEN {self.field_value(name)} IS NULL THEN {_lit(f'{name} is empty (from {desc}); every row needs one')}")
+            desc = " / ".join(self.origin(name, r) for r in self.m.rules(name))
+            codes.append(f"WHEN {column} IS NULL THEN 'missing_value'")
+            messages.append(f"WHEN {column} IS NULL THEN {_lit(f'{name} is empty (from {desc}); every row needs one')}")
         if not codes:
             return "NULL", "NULL"
         return f"CASE {' '.join(codes)} END", f"CASE {' '.join(messages)} END"
@@ -387,7 +398,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
     con.sql(
         f"""
         CREATE TEMP TABLE rows AS
-        SELECT line, raw, is_json_text AND json_valid(raw) AND left(ltrim(raw), 1) = '{{' AS is_object,
+        SELECT line, raw, is_json_text, is_json_text AND json_valid(raw) AND left(ltrim(raw), 1) = '{{' AS is_object,
             CASE WHEN is_json_text AND json_valid(raw) AND left(ltrim(raw), 1) = '{{'
                  THEN list_transform(json_extract_string(raw, [{paths}]), lambda x: nullif(trim(x), '')) END AS cols
         FROM raw_records
@@ -422,7 +433,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
             values.append(f"{sql.field_value(n)} AS ts_text")
         else:
             values.append(f"{sql.field_value(n)} AS {n}")
-        code, message = sql.field_problem(n)
+        code, message = sql.field_problem(n, "ts_text" if n == "occurred_at" else n)
         if code != "NULL":
             problems.append((code, message))
     ts, ts_code, ts_message = sql.timestamp()
@@ -465,7 +476,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
             SELECT {_lit(path.name)}, line,
                 {_UNREADABLE_CODE}, {_UNREADABLE_REASON},
                 raw
-            FROM raw_records r WHERE line NOT IN (SELECT line FROM rows WHERE is_object)
+            FROM rows WHERE NOT is_object
             ORDER BY line
         ) TO {_lit(str(tmp_rej))} (FORMAT json)
         """
@@ -478,8 +489,7 @@ def _convert(con, mapping: SourceMapping, config_path: Path, path: Path, output:
     result.skipped = con.sql("SELECT count(*) FROM mapped WHERE skipped").fetchall()[0][0]
     result.rejected_by_reason = dict(con.sql(
         "SELECT code, count(*) FROM (SELECT codes[1] AS code FROM mapped WHERE NOT skipped AND len(codes) > 0 "
-        f"UNION ALL SELECT {_UNREADABLE_CODE} FROM raw_records "
-        "WHERE line NOT IN (SELECT line FROM rows WHERE is_object)) GROUP BY 1 ORDER BY 2 DESC, 1"
+        f"UNION ALL SELECT {_UNREADABLE_CODE} FROM rows WHERE NOT is_object) GROUP BY 1 ORDER BY 2 DESC, 1"
     ).fetchall())
     result.rejected = sum(result.rejected_by_reason.values())
     return result
