@@ -3,8 +3,10 @@
 The workspace setting closes a conversation N hours after the last human message when the
 contact has not replied. Only `message.sent` with source `user` starts or restarts the timer;
 workflow, broadcast, bot and AI-agent messages neither start nor reset it. A contact message,
-a later human message or a real close ends the running timer; a later contact message then
-opens a new conversation in sessionization, as usual.
+a later human message or a real close ends the running timer. A real close that comes before
+the contact's next message, however late, means the source closed the conversation itself:
+its close is kept and none is derived (it would otherwise become an orphan). A later contact
+message opens a new conversation in sessionization, as usual.
 
 The closes are *derived*, not delivered: they are `conversation.closed` events with source
 `auto_close`, an event_id `auto_close:<event_id of the human message that started the timer>`
@@ -67,7 +69,10 @@ def apply_auto_close(con: duckdb.DuckDBPyConnection, hours: float | None, as_of:
         WITH timer_events AS (
             -- what starts, restarts or ends a timer: contact messages, human messages, closes
             SELECT event_id, contact_id, occurred_at, kind_rank, event_type, channel_id,
-                lead(occurred_at) OVER (PARTITION BY contact_id {order}) AS next_at
+                lead(occurred_at) OVER (PARTITION BY contact_id {order}) AS next_at,
+                -- what comes next of a contact message or a close, however late
+                first_value(CASE WHEN event_type <> 'message.sent' THEN event_type END IGNORE NULLS) OVER (
+                    PARTITION BY contact_id {order} ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_reply_or_close
             FROM _auto_close_input
             WHERE event_type IN ('message.received', 'conversation.closed')
                OR (event_type = 'message.sent' AND source = 'user')
@@ -81,6 +86,8 @@ def apply_auto_close(con: duckdb.DuckDBPyConnection, hours: float | None, as_of:
         due AS (
             SELECT c.* FROM candidates c JOIN timer_events t ON t.event_id = c.timer_event_id
             WHERE (t.next_at IS NULL OR t.next_at > c.close_at) AND c.close_at <= ?
+              -- the source closed this conversation itself (late): its close is kept, none derived
+              AND coalesce(t.next_reply_or_close, '') <> 'conversation.closed'
         ),
         state_changes AS (
             SELECT contact_id, occurred_at, kind_rank, event_id, NULL AS timer_event_id,

@@ -47,8 +47,10 @@ def test_closes_after_n_hours_without_a_contact_reply(closeconv_env):
         sent("15:00", user="u1", contact="replied"),  # after the auto-close: in no conversation
         # no human message: no timer, the conversation stays open
         recv("09:00", "unanswered"), sent("09:05", source="workflow", contact="unanswered"),
-        # a real close before the timer runs out wins
+        # a real close before the timer runs out wins; so does a late one before the contact's next message
         recv("09:00", "closed"), sent("09:10", user="u1", contact="closed"), closed("10:00", user="u1", contact="closed"),
+        recv("09:00", "late"), sent("09:10", user="u1", contact="late"), sent("12:00", source="workflow", contact="late"),
+        closed("14:00", user="u2", contact="late"),
         # a timer that has not run out yet closes nothing
         recv((soon - timedelta(minutes=5)).isoformat(), "recent"), sent(soon.isoformat(), user="u1", contact="recent"),
     ])
@@ -73,6 +75,8 @@ def test_closes_after_n_hours_without_a_contact_reply(closeconv_env):
     assert [c["status"] for c in conversations(wh, "unanswered")] == ["open"]
     [real] = conversations(wh, "closed")
     assert real["closed_by_source"] == "user" and real["resolution_time_s"] == 3600
+    [late] = conversations(wh, "late")
+    assert late["closed_by_source"] == "user" and late["resolution_time_s"] == 5 * 3600
     assert [c["status"] for c in conversations(wh, "recent")] == ["open"]
 
     # Derived closes are marked: source auto_close, an event_id prefix and no source file.
