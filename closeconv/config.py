@@ -111,7 +111,7 @@ class Settings:
             ENV_NAMES["workflows_dir"]: str(self.workflows_dir),
             ENV_NAMES["reference_dir"]: str(self.reference_dir),
             ENV_NAMES["timezone"]: self.timezone,
-            **({AUTO_CLOSE_ENV: self.auto_close_hours} if self.auto_close_hours else {}),
+            AUTO_CLOSE_ENV: self.auto_close_hours or "",  # "" = off, even if the shell sets it
         }
 
 

@@ -88,8 +88,10 @@ def test_closes_after_n_hours_without_a_contact_reply(closeconv_env):
     assert run["events_loaded"] == run["records_read"] + 3
 
 
-def test_off_by_default_and_deterministic(closeconv_env):
+def test_off_by_default_and_deterministic(closeconv_env, monkeypatch):
     closeconv_env.write_jsonl("events.jsonl", [recv("09:00", "a"), sent("09:10", user="u1", contact="a")])
+    # settings that say "off" win over a variable left in the shell
+    monkeypatch.setenv("CLOSECONV_AUTO_CLOSE_HOURS", "1")
     wh = run_with_auto_close(closeconv_env, None)
     assert [c["status"] for c in conversations(wh, "a")] == ["open"]
     ids = []
