@@ -24,6 +24,9 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
+AUTO_CLOSE_ENV = "CLOSECONV_AUTO_CLOSE_HOURS"
+
+
 class ConfigError(ValueError):
     """A setting is wrong. The message says which, where it came from, and the fix."""
 
@@ -35,6 +38,9 @@ class Settings:
     workflows_dir: Path = Path(DEFAULTS["workflows_dir"])
     reference_dir: Path = Path(DEFAULTS["reference_dir"])
     timezone: str = DEFAULTS["timezone"]
+    # auto-close (closeconv/auto_close.py): hours as given, None = off; kept apart from DEFAULTS
+    # because it is optional and has no default path.
+    auto_close_hours: str | None = None
     # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -62,6 +68,12 @@ class Settings:
                 f"unknown timezone {self.timezone!r} (from {where('timezone')}). "
                 "Use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'."
             ) from None
+        from closeconv.auto_close import parse_auto_close_hours
+
+        try:
+            parse_auto_close_hours(self.auto_close_hours, where("auto_close_hours"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.landing_dir.exists() and not self.landing_dir.is_dir():
             raise ConfigError(
                 f"landing folder {str(self.landing_dir)!r} is a file, not a folder (from {where('landing_dir')}). "
@@ -99,6 +111,7 @@ class Settings:
             ENV_NAMES["workflows_dir"]: str(self.workflows_dir),
             ENV_NAMES["reference_dir"]: str(self.reference_dir),
             ENV_NAMES["timezone"]: self.timezone,
+            AUTO_CLOSE_ENV: self.auto_close_hours or "",  # "" = off, even if the shell sets it
         }
 
 
@@ -117,11 +130,17 @@ def resolve_settings(flags: dict[str, object | None] | None = None, environ: dic
             values[name], origins[name] = environ[env_name], env_name
         else:
             values[name], origins[name] = default, "default"
+    auto_close = flags.get("auto_close_hours")
+    if auto_close not in (None, ""):
+        origins["auto_close_hours"] = "--auto-close-hours"
+    elif environ.get(AUTO_CLOSE_ENV):
+        auto_close, origins["auto_close_hours"] = environ[AUTO_CLOSE_ENV], AUTO_CLOSE_ENV
     return Settings(
         landing_dir=Path(str(values["landing_dir"])),
         warehouse_path=Path(str(values["warehouse_path"])),
         workflows_dir=Path(str(values["workflows_dir"])),
         reference_dir=Path(str(values["reference_dir"])),
         timezone=str(values["timezone"]),
+        auto_close_hours=None if auto_close in (None, "") else str(auto_close),
         origins=origins,
     )

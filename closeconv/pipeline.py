@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, apply_auto_close
 from closeconv.contract import PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
@@ -28,11 +29,13 @@ class EventCounts:
     duplicates_dropped: int
     rejected: int
     rejected_by_reason: dict[str, int]
+    auto_closes: int = 0  # derived closes (closeconv/auto_close.py), not read from a file
 
 
-def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
+def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None = None) -> EventCounts:
     """raw_records → `events` (validated, deduplicated, sessionized) and `rejected_events`."""
     stats = validate_and_dedupe(con)
+    auto_closes = apply_auto_close(con, auto_close_hours)
     sessionize(con)
     with transaction(con):
         con.sql(
@@ -64,7 +67,7 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     )
     for view in ("sessionized_events", "valid_events", "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
-    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES):
+    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
         con.sql(f"DROP TABLE IF EXISTS {table}")
     return EventCounts(
         records_read=stats.records_read,
@@ -72,6 +75,7 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
         duplicates_dropped=stats.duplicates_dropped,
         rejected=sum(by_reason.values()),
         rejected_by_reason=by_reason,
+        auto_closes=auto_closes,
     )
 
 

@@ -27,6 +27,8 @@ def command() -> None:
       closeconv intake serve                       # receive respond.io / Chatwoot webhooks
       closeconv intake replay-samples --url URL    # send the shipped sample payloads to it
       closeconv intake remap data/intake-archive   # re-run the mapping over the raw archive
+      closeconv intake backfill --since 2026-01-01 # respond.io Developer API: reference data, message history
+      closeconv intake map --config M.yaml IN --out DIR  # other sources' exports, by a declared mapping
     """
 
 
@@ -140,3 +142,10 @@ def replay_samples(folder: Path, url: str, key: str | None, as_recorded: bool) -
             failed += response.status_code >= 300
     click.echo(f"sent {len(files)} payloads, {failed} not accepted")
     sys.exit(1 if failed else 0)
+
+
+# Backfill over the Developer API and declared mappings of other exports (closeconv.commands.intake_sources).
+from closeconv.commands.intake_sources import backfill_command, map_command  # noqa: E402
+
+command.add_command(backfill_command)
+command.add_command(map_command)

@@ -70,12 +70,13 @@ def landing_files(
 def events_and_rejections(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.perf_counter()
     with warehouse.staging() as con:
-        counts = build_events(con)
+        counts = build_events(con, auto_close_hours=warehouse.auto_close())
     reasons = ", ".join(f"{k} {v:,}" for k, v in counts.rejected_by_reason.items()) or "none"
     report(
         context,
         f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
-        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons})",
+        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons})"
+        + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else ""),
         started,
     )
     yield dg.MaterializeResult(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +13,8 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from closeconv.config import ENV_NAMES, Settings
+from closeconv.auto_close import parse_auto_close_hours
+from closeconv.config import AUTO_CLOSE_ENV, ENV_NAMES, Settings
 from closeconv.warehouse import staging_connection
 
 
@@ -21,6 +23,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     timezone: str = "UTC"
+    auto_close_hours: str = ""  # optional, so read at load time (an unset dg.EnvVar is an error)
+
+    def auto_close(self) -> float | None:
+        return parse_auto_close_hours(self.auto_close_hours, AUTO_CLOSE_ENV)
 
     def settings(self) -> Settings:
         return Settings(warehouse_path=Path(self.path), timezone=self.timezone)
@@ -68,7 +74,8 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": WarehouseResource(
-                path=dg.EnvVar(ENV_NAMES["warehouse_path"]), timezone=dg.EnvVar(ENV_NAMES["timezone"])
+                path=dg.EnvVar(ENV_NAMES["warehouse_path"]), timezone=dg.EnvVar(ENV_NAMES["timezone"]),
+                auto_close_hours=os.environ.get(AUTO_CLOSE_ENV, ""),
             ),
             "landing": LandingResource(path=dg.EnvVar(ENV_NAMES["landing_dir"])),
             "workflows": WorkflowsResource(path=dg.EnvVar(ENV_NAMES["workflows_dir"])),
