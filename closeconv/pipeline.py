@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from closeconv.contract import EVENTS_COLUMNS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
@@ -27,6 +28,8 @@ class EventCounts:
     duplicates_dropped: int
     rejected: int
     rejected_by_reason: dict[str, int]
+    # events whose given conversation_id is not their conversation's (spec §4), by reason
+    conversation_id_conflicts: dict[str, int]
 
 
 def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
@@ -35,12 +38,7 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     sessionize(con)
     with transaction(con):
         con.sql(
-            """
-            CREATE OR REPLACE TABLE events AS
-            SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
-                user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line
-            FROM sessionized_events
-            """
+            f"CREATE OR REPLACE TABLE events AS SELECT {', '.join(EVENTS_COLUMNS)} FROM sessionized_events"
         )
         con.sql(
             """
@@ -60,6 +58,10 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     )
+    conflicts = dict(con.sql(
+        "SELECT conversation_id_conflict, count(*) FROM events WHERE conversation_id_conflict IS NOT NULL "
+        "GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall())
     for view in ("sessionized_events", "valid_events", "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
     for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES):
@@ -70,6 +72,7 @@ def build_events(con: duckdb.DuckDBPyConnection) -> EventCounts:
         duplicates_dropped=stats.duplicates_dropped,
         rejected=sum(by_reason.values()),
         rejected_by_reason=by_reason,
+        conversation_id_conflicts=conflicts,
     )
 
 

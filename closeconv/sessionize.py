@@ -12,6 +12,25 @@ import duckdb
 
 SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
 
+# Why an event's given conversation_id is not the id of the conversation it belongs to
+# (column `events.conversation_id_conflict`; docs/warehouse.md).
+CONFLICT_REUSED_ID = "id_names_an_earlier_conversation"
+CONFLICT_SECOND_ID = "conversation_named_by_an_earlier_id"
+CONFLICT_OUTSIDE = "outside_any_conversation"
+CONVERSATION_ID_CONFLICTS = (CONFLICT_REUSED_ID, CONFLICT_SECOND_ID, CONFLICT_OUTSIDE)
+
+# Deterministic id of a session: contact + open time + opening event (over `_sessions` ⋈ `_ordered`).
+DERIVED_ID_SQL = (
+    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR"
+    " || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)"
+)
+CONFLICT_SQL = f"""CASE
+    WHEN o.conversation_id IS NULL THEN NULL
+    WHEN NOT x.in_session THEN '{CONFLICT_OUTSIDE}'
+    WHEN o.conversation_id = i.session_conversation_id THEN NULL
+    WHEN o.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
+    ELSE '{CONFLICT_SECOND_ID}' END"""
+
 ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had no open conversation at {at}"
 
 
@@ -63,28 +82,36 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         FROM g
         """
     )
-    # Deterministic id: hash of contact + open time + opening event; a conversation_id given
-    # on the session's own events (first in order) wins, as the contract keeps given ids.
+    # Open and close events decide the boundaries; a given id only names the session (spec §4).
+    # A session's candidate name is its first given id by event order; of the sessions whose
+    # candidate is the same id (a thread id reused after a reopen, or by another contact), the
+    # earliest keeps it and the others get the derived id: nothing is ever merged.
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
-        SELECT contact_id, session_no,
-            coalesce(
-                arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL),
-                'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR
-                                     || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)
-            ) AS session_conversation_id
-        FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
-        GROUP BY contact_id, session_no
+        WITH sess AS (
+            SELECT contact_id, session_no, min(event_order) AS first_order,
+                arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
+                {DERIVED_ID_SQL} AS derived_id
+            FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
+            GROUP BY contact_id, session_no
+        )
+        SELECT contact_id, session_no, candidate_id,
+            CASE WHEN candidate_id IS NOT NULL
+                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_order) = 1
+                 THEN candidate_id ELSE derived_id END AS session_conversation_id
+        FROM sess
         """
     )
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TEMP VIEW sessionized_events AS
         SELECT o.event_id, o.event_type, o.occurred_at, o.contact_id,
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
             CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
+            o.conversation_id AS given_conversation_id,
+            {CONFLICT_SQL} AS conversation_id_conflict,
             o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
             o.event_order, o.source_file, o.source_line
         FROM _ordered o JOIN _sessions x USING (event_order)

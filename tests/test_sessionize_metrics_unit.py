@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from closeconv.ingest import stage_landing_files, validate_and_dedupe
+from closeconv.pipeline import build_events
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.workflows import replay_workflows
 from closeconv.sessionize import sessionize
@@ -45,17 +46,8 @@ def write_jsonl(folder: Path, name: str, events: list) -> Path:
 def build(landing: Path, tz: str = "UTC") -> duckdb.DuckDBPyConnection:
     """landing folder → raw_records → valid_events → sessionized `events` → metrics tables."""
     con = connect_memory()
-    stats = stage_landing_files(con, landing)
-    validate_and_dedupe(con, stats)
-    sessionize(con)
-    con.sql(
-        """
-        CREATE TABLE events AS
-        SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
-            user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line
-        FROM sessionized_events ORDER BY event_order
-        """
-    )
+    stage_landing_files(con, landing)
+    build_events(con)
     replay_workflows(con, [])  # no workflows: assignments = the recorded timeline
     build_conversations(con)
     build_daily_conversation_metrics(con, tz)
@@ -79,8 +71,7 @@ def conversations(con) -> list[dict]:
 def rejected(con) -> list[dict]:
     return rows(
         con,
-        "SELECT * FROM (SELECT file, line, raw_record, event_id, reason_code, reason FROM rejections "
-        "UNION ALL SELECT file, line, raw_record, event_id, reason_code, reason FROM orphan_closes) ORDER BY file, line",
+        "SELECT file, line, raw_record, event_id, reason_code, reason FROM rejected_events ORDER BY file, line",
     )
 
 
@@ -669,7 +660,7 @@ def test_jsonl_byte_order_mark_and_invalid_utf8(tmp_path):
     assert [(r["event_id"], r["source_line"]) for r in got] == [("bom-1", 1)]
     # The undecodable line is quarantined (shown with a replacement character), never loaded
     # with a mangled id that could merge two contacts.
-    bad = rows(con, "SELECT line, reason_code, raw_record FROM rejections")
+    bad = rows(con, "SELECT line, reason_code, raw_record FROM rejected_events")
     assert [(r["line"], r["reason_code"]) for r in bad] == [(2, "invalid_encoding")]
     assert "u\ufffd" in bad[0]["raw_record"]
 
@@ -749,6 +740,6 @@ def test_validation_is_cached_per_file_version(tmp_path):
 def test_orphan_close_reason_names_the_close_that_ended_the_conversation(tmp_path):
     con = run_events(tmp_path, [recv("09:00", event_id="r1"), closed("09:10", user="u1", event_id="close-1"),
                                 closed("09:20", user="u2", event_id="close-2"), closed("10:00", contact="c9", event_id="lone", user="u1")])
-    reasons = dict(con.sql("SELECT event_id, reason FROM orphan_closes").fetchall())
+    reasons = dict(con.sql("SELECT event_id, reason FROM rejected_events").fetchall())
     assert "already closed by event 'close-1' at 2026-03-02T09:10:00.000Z" in reasons["close-2"]
     assert reasons["lone"].endswith("deliver the events that opened it, or drop this close")

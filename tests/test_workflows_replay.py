@@ -20,7 +20,7 @@ from closeconv.workflows import (
     parse_workflow_text,
     replay_workflows,
 )
-from closeconv.workflows.testing import at, ev, make_events_table
+from helpers.events import at, ev, make_events_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ["auto", "sequential"]
