@@ -18,7 +18,7 @@ from closeconv.reference import load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
-from closeconv.workflows.replay import drift_contacts
+from closeconv.workflows.drift import drift_contacts
 
 
 @dataclass(frozen=True)

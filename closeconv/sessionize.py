@@ -31,6 +31,35 @@ CONFLICT_SQL = f"""CASE
     WHEN o.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
     ELSE '{CONFLICT_SECOND_ID}' END"""
 
+# A redundant conversation.opened this soon after an implicit open names who opened it (§4).
+EXPLICIT_OPEN_WINDOW_S = 60
+
+CONVERSATION_OPENERS_SQL = f"""
+WITH first_event AS (       -- the event that opened the conversation (explicitly or not)
+    SELECT * FROM events WHERE conversation_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
+),
+first_explicit AS (         -- its first conversation.opened, if any
+    SELECT * FROM events WHERE conversation_id IS NOT NULL AND event_type = 'conversation.opened'
+    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
+),
+joined AS (
+    SELECT f.*, x.channel_id AS explicit_channel_id, x.source AS explicit_source, x.user_id AS explicit_user_id,
+        x.team_id AS explicit_team_id,
+        f.event_type = 'message.received' AND x.event_id IS NOT NULL
+            AND x.occurred_at <= f.occurred_at + INTERVAL {EXPLICIT_OPEN_WINDOW_S} SECOND AS named_later
+    FROM first_event f LEFT JOIN first_explicit x USING (conversation_id)
+)
+SELECT conversation_id, contact_id, event_id AS open_event_id, event_order AS open_order,
+    event_type AS open_event_type, occurred_at AS opened_at, channel_id, explicit_channel_id,
+    CASE WHEN event_type = 'conversation.opened' THEN source
+         WHEN named_later THEN explicit_source ELSE 'contact' END AS opened_by_source,
+    CASE WHEN event_type = 'conversation.opened' THEN user_id WHEN named_later THEN explicit_user_id END AS opened_by_user_id,
+    CASE WHEN event_type = 'conversation.opened' THEN team_id WHEN named_later THEN explicit_team_id END AS opened_by_team_id
+FROM joined
+"""
+"""Per conversation (over `events`): its opening event and who opened it, `opened_by_*` (§4)."""
+
 ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had no open conversation at {at}"
 
 
@@ -72,7 +101,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         ),
         g AS (
             SELECT *,
-                (sets_open = 1 AND open_before = 0) AS opens,
+                coalesce(sets_open = 1 AND open_before = 0, false) AS opens,
                 (event_type = 'conversation.closed' AND open_before = 0) AS orphan
             FROM f
         )

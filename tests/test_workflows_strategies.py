@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from closeconv.workflows import CONVERSATION_ASSIGNEES_SQL, parse_workflow_text, replay_workflows
-from closeconv.workflows.replay import SKIP_ALL_AT_CAP, SKIP_CHOSEN_IS_CURRENT, SKIP_NO_TEAM_USERS, SKIP_SAME_USER
+from closeconv.workflows.tables import SKIP_ALL_AT_CAP, SKIP_CHOSEN_IS_CURRENT, SKIP_NO_TEAM_USERS, SKIP_SAME_USER
 from helpers.events import at, ev, make_events_table
 
 

@@ -39,7 +39,7 @@ import polars as pl
 from closeconv.config import ConfigError
 from closeconv.workflows.conditions import combine, conditions_expr, rule_expr, split_conditions
 from closeconv.workflows.models import STRATEGY_ACTIONS, AssignStep, Workflow
-from closeconv.workflows.replay import (
+from closeconv.workflows.tables import (
     ACTIONS_SCHEMA,
     COMPLETED,
     RUNS_SCHEMA,

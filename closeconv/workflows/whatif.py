@@ -25,7 +25,8 @@ import polars as pl
 from closeconv.config import ConfigError
 from closeconv.workflows.loader import WorkflowValidationError, load_workflows, parse_workflow_file
 from closeconv.workflows.models import Workflow
-from closeconv.workflows.replay import RECONCILE_WINDOW_S, ReplayStats, replay_workflows
+from closeconv.workflows.replay import ReplayStats, replay_workflows
+from closeconv.workflows.tables import RECONCILE_WINDOW_S
 
 
 @dataclass

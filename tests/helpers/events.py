@@ -87,3 +87,14 @@ def make_events_table(con: duckdb.DuckDBPyConnection, events: list[Ev], *, allow
     if counts.rejected and not allow_rejected:
         reasons = con.sql("SELECT event_id, reason FROM rejected_events ORDER BY line").fetchall()
         raise AssertionError(f"test events were rejected by the contract: {reasons}")
+
+
+def build_tables(con: duckdb.DuckDBPyConnection, events: list[Ev], workflows=(), tz: str = "UTC", users=None) -> None:
+    """Every table the pipeline publishes, in its order: events → replay → conversations → daily."""
+    from closeconv.metrics import build_conversations, build_daily_conversation_metrics
+    from closeconv.workflows import replay_workflows
+
+    make_events_table(con, events)
+    replay_workflows(con, list(workflows), users)
+    build_conversations(con)
+    build_daily_conversation_metrics(con, tz)
