@@ -205,6 +205,27 @@ class _Checker:
         return text
 
 
+def yaml_line(data: Any, loc: tuple) -> int:
+    """The 1-based line of the node at ``loc`` (keys and list indexes) in a round-trip tree:
+    the line of the deepest key or item that exists on the way."""
+    line, node = _Checker.node_line(data), data
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line, node = _Checker.key_line(node, part), node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, node = _Checker.item_line(node, part), node[part]
+        else:
+            break
+    return line
+
+
+def line_in_file(path: Path, loc: tuple) -> int:
+    try:
+        return yaml_line(_yaml().load(Path(path).read_text(encoding="utf-8")), loc)
+    except (OSError, YAMLError, UnicodeDecodeError):
+        return 1
+
+
 # --------------------------------------------------------------------------- parsing
 
 

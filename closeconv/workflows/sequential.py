@@ -301,7 +301,7 @@ def replay_sequential(
     def choose(i: int, si: int, step: AssignStep, order: int) -> tuple[str | None, str | None]:
         pool = members.members(step.team_id, order) if members is not None else []
         if not pool:
-            return None, SKIP_NO_TEAM_USERS if step.team_id else SKIP_NO_WORKSPACE_USERS
+            return None, SKIP_NO_TEAM_USERS.format(team=step.team_id) if step.team_id else SKIP_NO_WORKSPACE_USERS
         if step.action == "least_open_contacts" or step.max_open_contacts is not None:
             counts.advance(order)
             loads = {u: counts.count(u, order) for u in pool}

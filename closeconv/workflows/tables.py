@@ -11,7 +11,7 @@ SKIP_NO_ASSIGNEE = "contact has no assignee"
 SKIP_ONCE = "already triggered once for this contact"
 SKIP_SAME_USER = "contact is already assigned to this user"
 SKIP_CHOSEN_IS_CURRENT = "contact is already assigned to the chosen user"
-SKIP_NO_TEAM_USERS = "no users in the team"
+SKIP_NO_TEAM_USERS = "no users in the team '{team}'"  # .format(team=...): what-if names it
 SKIP_NO_WORKSPACE_USERS = "no users in the workspace"
 SKIP_ALL_AT_CAP = "every eligible user already has max_open_contacts or more open contacts"
 

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 
 from closeconv.config import ConfigError
+from closeconv.reference import load_reference
 from closeconv.workflows.loader import WorkflowValidationError, load_workflows, parse_workflow_file
 from closeconv.workflows.models import Workflow
 from closeconv.workflows.replay import ReplayStats, replay_workflows
@@ -99,12 +100,7 @@ def parse_bound(text: str | None, tz: str, *, end: bool) -> datetime | None:
 
 
 def _load_users(reference_dir: Path | None) -> pl.DataFrame | None:
-    if reference_dir is None:
-        return None
-    path = Path(reference_dir) / "users.csv"
-    if not path.is_file():
-        return None
-    return pl.read_csv(path, infer_schema=False)
+    return load_reference(Path(reference_dir), "users.csv") if reference_dir is not None else None
 
 
 def run_whatif(
