@@ -16,13 +16,13 @@ from closeconv.sessionize import CONVERSATION_OPENERS_SQL
 from closeconv.workflows.assignees import CONVERSATION_ASSIGNEES_SQL
 
 
-def frt_bucket_sql(expr: str) -> str:
+def frt_bucket_sql(expr: str, *, order: bool = False) -> str:
+    """The bucket label of a first response time, or with ``order`` its rank 1, 2, … (fastest
+    first): labels like `10–30m` do not sort by text, so reports order by the rank."""
     cases = []
-    for label, upper in FRT_BUCKETS:
-        if upper is None:
-            cases.append(f"ELSE '{label}'")
-        else:
-            cases.append(f"WHEN {expr} < {upper} THEN '{label}'")
+    for rank, (label, upper) in enumerate(FRT_BUCKETS, start=1):
+        value = str(rank) if order else f"'{label}'"
+        cases.append(f"ELSE {value}" if upper is None else f"WHEN {expr} < {upper} THEN {value}")
     return f"CASE WHEN {expr} IS NULL THEN NULL " + " ".join(cases) + " END"
 
 
@@ -114,6 +114,8 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             epoch(r.first_response_at) - epoch(f.frt_start_at) AS first_response_time_s,
             epoch(f.closed_at) - epoch(f.opened_at) AS resolution_time_s,
             {frt_bucket_sql("(epoch(r.first_response_at) - epoch(f.frt_start_at))")} AS frt_bucket,
+            CAST({frt_bucket_sql("(epoch(r.first_response_at) - epoch(f.frt_start_at))", order=True)} AS INTEGER)
+                AS frt_bucket_order,
             f.incoming_message_count, f.outgoing_message_count, f.human_outgoing_message_count,
             coalesce(rs.response_count, 0) AS response_count, rs.average_response_time_s,
             ca.first_assignee_id, ca.first_assigned_at, ca.assignee_at_close,

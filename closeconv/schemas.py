@@ -124,6 +124,8 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                 WHEN first_response_time_s < 0 OR resolution_time_s < 0 OR average_response_time_s < 0 THEN 'negative duration'
                 WHEN frt_bucket NOT IN ({_BUCKETS}) THEN 'unknown frt_bucket ' || frt_bucket
                 WHEN (frt_bucket IS NULL) <> (first_response_time_s IS NULL) THEN 'frt_bucket and first_response_time_s disagree'
+                WHEN frt_bucket_order IS DISTINCT FROM list_position([{_BUCKETS}], frt_bucket)
+                    THEN 'frt_bucket_order does not match frt_bucket'
             END
         FROM conversations
         WHERE conversation_id IS NULL OR contact_id IS NULL OR status IS NULL OR status NOT IN ('open', 'closed')
@@ -131,6 +133,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
            OR (status = 'open' AND closed_at IS NOT NULL) OR closed_at < opened_at
            OR first_response_time_s < 0 OR resolution_time_s < 0 OR average_response_time_s < 0
            OR frt_bucket NOT IN ({_BUCKETS}) OR (frt_bucket IS NULL) <> (first_response_time_s IS NULL)
+           OR frt_bucket_order IS DISTINCT FROM list_position([{_BUCKETS}], frt_bucket)
         """,
     ),
     TableCheck(

@@ -397,24 +397,30 @@ def test_reopened_within_24h_boundary(tmp_path, reopen_at, expected):
 
 
 @pytest.mark.parametrize(
-    ("reply_at", "frt", "bucket"),
+    ("reply_at", "frt", "bucket", "order"),
     [
-        ("2026-03-02T09:00:29.999Z", 29.999, "<30s"),
-        ("2026-03-02T09:00:30Z", 30.0, "30s–2m"),
-        ("2026-03-02T09:02:00Z", 120.0, "2–5m"),
-        ("2026-03-02T09:05:00Z", 300.0, "5–10m"),
-        ("2026-03-02T09:10:00Z", 600.0, "10–30m"),
-        ("2026-03-02T09:30:00Z", 1800.0, "30m–1h"),
-        ("2026-03-02T09:59:59.999Z", 3599.999, "30m–1h"),
-        ("2026-03-02T10:00:00Z", 3600.0, ">1h"),
+        ("2026-03-02T09:00:29.999Z", 29.999, "<30s", 1),
+        ("2026-03-02T09:00:30Z", 30.0, "30s–2m", 2),
+        ("2026-03-02T09:02:00Z", 120.0, "2–5m", 3),
+        ("2026-03-02T09:05:00Z", 300.0, "5–10m", 4),
+        ("2026-03-02T09:10:00Z", 600.0, "10–30m", 5),
+        ("2026-03-02T09:30:00Z", 1800.0, "30m–1h", 6),
+        ("2026-03-02T09:59:59.999Z", 3599.999, "30m–1h", 6),
+        ("2026-03-02T10:00:00Z", 3600.0, ">1h", 7),
     ],
 )
-def test_frt_bucket_boundaries(tmp_path, reply_at, frt, bucket):
+def test_frt_bucket_boundaries(tmp_path, reply_at, frt, bucket, order):
     events = [recv("09:00"), sent(reply_at, user="u1"), closed("11:00", user="u1")]
     con = run_events(tmp_path, events)
     (c,) = conversations(con)
     assert c["first_response_time_s"] == pytest.approx(frt, abs=1e-6)  # DOUBLE seconds: sub-µs noise
     assert c["frt_bucket"] == bucket
+    assert c["frt_bucket_order"] == order  # labels like 10–30m do not sort as text; the order column does
+
+
+def test_no_response_has_no_bucket_order(tmp_path):
+    (c,) = conversations(run_events(tmp_path, [recv("09:00"), closed("09:10", source="auto_close")]))
+    assert c["frt_bucket"] is None and c["frt_bucket_order"] is None
 
 
 def test_daily_median_of_even_count_is_mean_of_middle_values(tmp_path):

@@ -63,6 +63,8 @@ BREAKAGES = [
     (schemas.RECORDS_ACCOUNTED_FOR, "DELETE FROM events WHERE event_type = 'message.sent'", "records read"),
     (schemas.CONVERSATIONS_VALID, "UPDATE conversations SET resolution_time_s = -1 WHERE status = 'closed'",
      "negative duration"),
+    (schemas.CONVERSATIONS_VALID, "UPDATE conversations SET frt_bucket_order = 7 WHERE frt_bucket IS NOT NULL",
+     "frt_bucket_order does not match"),
     (schemas.CONVERSATIONS_COVER_EVENTS, "DELETE FROM conversations WHERE contact_id = 'c2'", "has no row"),
     # What a given id reused after a reopen did before: both sessions under one id.
     (schemas.CONVERSATIONS_WITHIN_ONE_SESSION,
