@@ -68,7 +68,9 @@ trigger share it and are ordered by ``seq``). So, for an event E of contact C:
   among rows with ``open_order <= event_order < close_order`` (a conversation still open has
   no upper bound).
 
-:data:`CONVERSATION_ASSIGNEES_SQL` implements exactly this over ``events`` and ``assignments``.
+:data:`closeconv.workflows.assignees.CONVERSATION_ASSIGNEES_SQL` implements exactly this over ``events``
+and ``assignments``; ``conversations`` uses it. Modules: ``tables`` (contracts), ``triggers``,
+``vectorized``, ``sequential``, ``reconcile``, ``writers``, ``drift``; this one orchestrates.
 """
 
 from __future__ import annotations
