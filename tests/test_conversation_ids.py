@@ -90,3 +90,21 @@ def test_conflicts_are_counted_in_the_run_and_published(closeconv_env):
     wh = closeconv_env.run()
     assert wh.scalar("SELECT count(*) FROM conversations") == 2
     assert wh.scalar("SELECT count(conversation_id_conflict) FROM events") == 3
+
+
+def test_the_run_summary_prints_the_conflicts(closeconv_env):
+    from click.testing import CliRunner
+
+    from closeconv.cli import main
+
+    closeconv_env.write_jsonl("events.jsonl", [
+        recv("09:00", conversation_id="t1"), closed("09:10", user="u1", conversation_id="t1"),
+        recv("12:00", conversation_id="t1"), closed("12:05", user="u1"),
+    ])
+    env = closeconv_env
+    env.workflows.mkdir()
+    result = CliRunner().invoke(main, ["run", "--quiet", "--landing", str(env.landing), "--warehouse", str(env.warehouse_path),
+                                       "--workflows", str(env.workflows), "--reference", str(env.reference)])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.strip().startswith("conversation ids"))
+    assert line.split()[2] == "1" and "events.conversation_id_conflict" in line
