@@ -133,6 +133,8 @@ def run_whatif(
     if t_from is not None and t_to is not None and t_to <= t_from:
         raise ConfigError(f"--to ({date_to}) is before --from ({date_from}). Fix: swap them.")
 
+    users = _load_users(reference_dir)  # a bad reference file is a configuration error, found before any work
+
     warehouse = Path(warehouse)
     if not warehouse.is_file():
         raise ConfigError(
@@ -163,7 +165,6 @@ def run_whatif(
         finally:
             con.sql("DETACH wh")
 
-        users = _load_users(reference_dir)
         stats = replay_workflows(con, workflows, users, triggers_from=t_from, triggers_to=t_to)
         report = WhatIfReport(
             draft=draft, warehouse=warehouse, timezone=timezone, window_from=t_from, window_to=t_to,
