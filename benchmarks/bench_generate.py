@@ -16,47 +16,47 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import closeconv.generate as gen
+from closeconv.sample import derived, generator, records, simulation, workspace
 
-_FAST_RENDERER = gen._make_jsonl_renderer
+_FAST_RENDERER = records._make_jsonl_renderer
 
 
 def _naive_jsonl_renderer():
     """What a straightforward implementation would do: dict + datetime + json.dumps per event."""
     render, _fast_emit = _FAST_RENDERER()  # the general path stays (bad records; none here)
     utc, plus7 = timezone.utc, timezone(timedelta(hours=7))
-    agents = gen.AGENTS
+    agents = workspace.AGENTS
 
     def emit(prefix, events, us, contact, channel):
         out = []
         for j, (t, etype, src, actor, assignee, note) in enumerate(events):
             u = us[j]
-            if u < gen._U_EPOCH:
+            if u < records._U_EPOCH:
                 ts = t
-            elif u < gen._U_PLUS7:
+            elif u < records._U_PLUS7:
                 ts = datetime.fromtimestamp(t / 1000, plus7).isoformat(timespec="milliseconds")
             else:
                 ts = datetime.fromtimestamp(t / 1000, utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             rec = {"event_id": f"{prefix}{j:03x}", "event_type": etype, "occurred_at": ts,
                    "contact_id": contact, "channel_id": channel}
-            if src is not None and not (etype == gen.RECEIVED and u > gen._U_NO_SOURCE):
+            if src is not None and not (etype == derived.RECEIVED and u > records._U_NO_SOURCE):
                 rec["source"] = src
             if actor >= 0:
                 rec["user_id"], rec["team_id"] = agents[actor][0], agents[actor][3]
-            if etype == gen.ASSIGN:
+            if etype == derived.ASSIGN:
                 rec["assignee_id"] = agents[assignee][0] if assignee >= 0 else None
             elif note is not None:
                 cat, si, n = note
                 rec["category"] = cat
-                rec["summary"] = gen._summary_text(si, n) if si >= 0 else None
+                rec["summary"] = derived._summary_text(si, n) if si >= 0 else None
             out.append(json.dumps(rec) + "\n")
         return out
 
     return render, emit
 
 
-def _run(out: Path, conversations: int, seed: int) -> gen.GenerateResult:
-    return gen.generate_sample(out, conversations, seed=seed, bad_rate=0.0)
+def _run(out: Path, conversations: int, seed: int) -> simulation.GenerateResult:
+    return generator.generate_sample(out, conversations, seed=seed, bad_rate=0.0)
 
 
 def main() -> None:
@@ -68,13 +68,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
-        gen._time_tables()  # one-off tables, outside both timings
+        records._time_tables()  # one-off tables, outside both timings
         fast = _run(base / "fast", args.conversations, args.seed)
-        gen._make_jsonl_renderer = _naive_jsonl_renderer
+        records._make_jsonl_renderer = _naive_jsonl_renderer
         try:
             naive = _run(base / "naive", args.conversations, args.seed)
         finally:
-            gen._make_jsonl_renderer = _FAST_RENDERER
+            records._make_jsonl_renderer = _FAST_RENDERER
 
         # Same records, line by line (text may differ only in escaping).
         with open(fast.files[0], encoding="utf-8") as a, open(naive.files[0], encoding="utf-8") as b:

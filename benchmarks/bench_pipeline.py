@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from closeconv.generate import generate_sample
+from closeconv.sample import generate_sample
 from closeconv.pipeline import build_workflow_tables
 from closeconv.ingest import stage_landing_files
 from closeconv.pipeline import build_conversation_tables, build_events

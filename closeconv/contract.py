@@ -87,6 +87,8 @@ EVENTS_COLUMNS: dict[str, str] = {
     "occurred_at": "TIMESTAMPTZ",
     "contact_id": "VARCHAR",
     "conversation_id": "VARCHAR",
+    "given_conversation_id": "VARCHAR",  # as it arrived; never rewritten (spec §4)
+    "conversation_id_conflict": "VARCHAR",  # why the given id is not conversation_id, else null
     "channel_id": "VARCHAR",
     "source": "VARCHAR",
     "user_id": "VARCHAR",

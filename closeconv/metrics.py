@@ -12,18 +12,20 @@ import duckdb
 import polars as pl
 
 from closeconv.contract import FRT_BUCKETS, PLATFORM_FIELDS
+from closeconv.sessionize import CONVERSATION_OPENERS_SQL
+from closeconv.workflows.assignees import CONVERSATION_ASSIGNEES_SQL
 
 # Platform and closeconv figures closer than this count as the same (the platform rounds to seconds).
 PLATFORM_TOLERANCE_S = 1.0
 
 
-def frt_bucket_sql(expr: str) -> str:
+def frt_bucket_sql(expr: str, *, order: bool = False) -> str:
+    """The bucket label of a first response time, or with ``order`` its rank 1, 2, … (fastest
+    first): labels like `10–30m` do not sort by text, so reports order by the rank."""
     cases = []
-    for label, upper in FRT_BUCKETS:
-        if upper is None:
-            cases.append(f"ELSE '{label}'")
-        else:
-            cases.append(f"WHEN {expr} < {upper} THEN '{label}'")
+    for rank, (label, upper) in enumerate(FRT_BUCKETS, start=1):
+        value = str(rank) if order else f"'{label}'"
+        cases.append(f"ELSE {value}" if upper is None else f"WHEN {expr} < {upper} THEN {value}")
     return f"CASE WHEN {expr} IS NULL THEN NULL " + " ".join(cases) + " END"
 
 
@@ -48,18 +50,10 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
         WITH conv_events AS (
             SELECT * FROM events WHERE conversation_id IS NOT NULL
         ),
-        opener AS (
-            SELECT conversation_id, arg_min(event_id, event_order) AS open_event_id,
-                min(event_order) AS open_order
-            FROM conv_events GROUP BY conversation_id
-        ),
         base AS (
             SELECT e.conversation_id,
                 any_value(e.contact_id) AS contact_id,
                 min(e.occurred_at) AS opened_at,
-                arg_min(e.event_type, e.event_order) AS open_event_type,
-                arg_min(e.source, e.event_order) AS open_source,
-                arg_min_null(e.user_id, e.event_order) AS open_user_id,  -- arg_min skips nulls
                 coalesce(arg_min(e.channel_id, e.event_order),
                          arg_min(e.channel_id, e.event_order) FILTER (WHERE e.channel_id IS NOT NULL)) AS channel_id,
                 min(e.event_order) AS open_order,
@@ -77,21 +71,9 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
                 {platform}
             FROM conv_events e GROUP BY e.conversation_id
         ),
-        -- A redundant conversation.opened within 60 s after an implicit open names who opened it.
-        late_opener AS (
-            SELECT b.conversation_id,
-                arg_min(e.source, e.event_order) AS source, arg_min_null(e.user_id, e.event_order) AS user_id
-            FROM base b JOIN conv_events e USING (conversation_id)
-            WHERE b.open_event_type = 'message.received' AND e.event_type = 'conversation.opened'
-              AND e.event_order > b.open_order AND epoch(e.occurred_at) - epoch(b.opened_at) <= 60
-            GROUP BY b.conversation_id
-        ),
         opened AS (
-            SELECT b.*,
-                coalesce(l.source, CASE WHEN b.open_event_type = 'message.received' THEN 'contact' ELSE b.open_source END) AS opened_by_source,
-                CASE WHEN l.conversation_id IS NOT NULL THEN l.user_id
-                     WHEN b.open_event_type = 'conversation.opened' THEN b.open_user_id END AS opened_by_user_id
-            FROM base b LEFT JOIN late_opener l USING (conversation_id)
+            SELECT b.*, o.opened_by_source, o.opened_by_user_id
+            FROM base b JOIN ({CONVERSATION_OPENERS_SQL}) o USING (conversation_id)
         ),
         frt_start AS (
             -- An agent's own opening message answers nothing: FRT runs from the contact's first message.
@@ -130,28 +112,6 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             SELECT conversation_id,
                 lag(closed_at) OVER (PARTITION BY contact_id ORDER BY open_order) AS previous_closed_at
             FROM base
-        ),
-        assignee_at_open AS (
-            SELECT b.conversation_id, a.assignee_id
-            FROM base b ASOF LEFT JOIN assignments a
-              ON a.contact_id = b.contact_id AND a.timeline_order < b.open_order
-        ),
-        assigned_later AS (
-            SELECT b.conversation_id,
-                arg_min(a.assignee_id, a.timeline_order) AS assignee_id,
-                min(a.valid_from) AS assigned_at
-            FROM base b JOIN assignments a
-              ON a.contact_id = b.contact_id AND a.timeline_order > b.open_order
-             AND (b.close_order IS NULL OR a.timeline_order < b.close_order)
-            WHERE a.assignee_id IS NOT NULL
-            GROUP BY b.conversation_id
-        ),
-        assignee_at_close AS (
-            -- Before the close's own workflows: they sit at close_order + 0.5 in timeline_order.
-            SELECT b.conversation_id, a.assignee_id
-            FROM base b ASOF LEFT JOIN assignments a
-              ON a.contact_id = b.contact_id AND a.timeline_order < b.close_order
-            WHERE b.close_order IS NOT NULL
         )
         SELECT
             f.conversation_id, f.contact_id, f.channel_id,
@@ -164,11 +124,11 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             epoch(r.first_response_at) - epoch(f.frt_start_at) AS first_response_time_s,
             epoch(f.closed_at) - epoch(f.opened_at) AS resolution_time_s,
             {frt_bucket_sql("(epoch(r.first_response_at) - epoch(f.frt_start_at))")} AS frt_bucket,
+            CAST({frt_bucket_sql("(epoch(r.first_response_at) - epoch(f.frt_start_at))", order=True)} AS INTEGER)
+                AS frt_bucket_order,
             f.incoming_message_count, f.outgoing_message_count, f.human_outgoing_message_count,
             coalesce(rs.response_count, 0) AS response_count, rs.average_response_time_s,
-            coalesce(ao.assignee_id, al.assignee_id) AS first_assignee_id,
-            CASE WHEN ao.assignee_id IS NOT NULL THEN f.opened_at ELSE al.assigned_at END AS first_assigned_at,
-            ac.assignee_id AS assignee_at_close,
+            ca.first_assignee_id, ca.first_assigned_at, ca.assignee_at_close,
             coalesce(epoch(f.opened_at) - epoch(p.previous_closed_at) < 86400, false) AS reopened_within_24h,
             CASE WHEN f.category IS NULL OR NOT {has_list} THEN NULL
                  ELSE lower(f.category) IN (SELECT name FROM _configured_categories) END AS category_is_configured,
@@ -186,9 +146,7 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
         LEFT JOIN first_response r USING (conversation_id)
         LEFT JOIN responses rs USING (conversation_id)
         LEFT JOIN previous_close p USING (conversation_id)
-        LEFT JOIN assignee_at_open ao USING (conversation_id)
-        LEFT JOIN assigned_later al USING (conversation_id)
-        LEFT JOIN assignee_at_close ac USING (conversation_id)
+        LEFT JOIN ({CONVERSATION_ASSIGNEES_SQL}) ca USING (conversation_id)
         ORDER BY f.opened_at, f.conversation_id
         """
     )

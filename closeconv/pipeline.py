@@ -12,14 +12,14 @@ from pathlib import Path
 import duckdb
 
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, apply_auto_close
-from closeconv.contract import PLATFORM_FIELDS
+from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
-from closeconv.workflows.replay import drift_contacts
+from closeconv.workflows.drift import drift_contacts
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class EventCounts:
     duplicates_dropped: int
     rejected: int
     rejected_by_reason: dict[str, int]
+    # events whose given conversation_id is not their conversation's (spec §4), by reason
+    conversation_id_conflicts: dict[str, int]
     auto_closes: int = 0  # derived closes (closeconv/auto_close.py), not read from a file
 
 
@@ -39,13 +41,9 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
     sessionize(con)
     with transaction(con):
         con.sql(
-            f"""
-            CREATE OR REPLACE TABLE events AS
-            SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
-                user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line,
-                {", ".join(PLATFORM_FIELDS)}
-            FROM sessionized_events
-            """
+            # v1.1: the platform's own figures follow the v1 columns.
+            f"CREATE OR REPLACE TABLE events AS SELECT {', '.join([*EVENTS_COLUMNS, *PLATFORM_FIELDS])} "
+            "FROM sessionized_events"
         )
         con.sql(
             """
@@ -65,6 +63,10 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     )
+    conflicts = dict(con.sql(
+        "SELECT conversation_id_conflict, count(*) FROM events WHERE conversation_id_conflict IS NOT NULL "
+        "GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall())
     for view in ("sessionized_events", "valid_events", "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
     for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
@@ -75,6 +77,7 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
         duplicates_dropped=stats.duplicates_dropped,
         rejected=sum(by_reason.values()),
         rejected_by_reason=by_reason,
+        conversation_id_conflicts=conflicts,
         auto_closes=auto_closes,
     )
 

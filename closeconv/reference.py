@@ -18,6 +18,7 @@ REFERENCE_FILES: dict[str, tuple[str, ...]] = {
     "teams.csv": ("team_id", "name"),
     "categories.csv": ("name", "description"),
 }
+# Columns a file must have in its header and a value on every row; the others are optional.
 REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
     "users.csv": ("user_id",),
     "teams.csv": ("team_id",),
@@ -26,7 +27,11 @@ REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
 
 
 def load_reference(ref_dir: Path, name: str) -> pl.DataFrame | None:
-    """Read one reference file strictly; None when it is absent."""
+    """Read one reference file strictly; None when it is absent.
+
+    The one reader of reference files (pipeline, what-if, validation). Optional columns
+    missing from the header are null; unknown extra columns are ignored.
+    """
     path = ref_dir / name
     if not path.is_file():
         return None
@@ -34,11 +39,13 @@ def load_reference(ref_dir: Path, name: str) -> pl.DataFrame | None:
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in columns if c not in header]
+        missing = [c for c in REQUIRED_VALUES[name] if c not in header]
         if missing:
+            optional = [c for c in columns if c not in REQUIRED_VALUES[name]]
             raise ConfigError(
                 f"{path}:1: header lacks column(s) {', '.join(missing)}. "
-                f"Fix: the header must be {','.join(columns)}"
+                f"Fix: start the file with a header naming {', '.join(REQUIRED_VALUES[name])}"
+                + (f" (optional: {', '.join(optional)})" if optional else "")
             )
         rows: dict[str, list[str | None]] = {c: [] for c in columns}
         for row in reader:

@@ -14,6 +14,54 @@ from closeconv.contract import PLATFORM_FIELDS
 
 SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
 
+# Why an event's given conversation_id is not the id of the conversation it belongs to
+# (column `events.conversation_id_conflict`; docs/warehouse.md).
+CONFLICT_REUSED_ID = "id_names_an_earlier_conversation"
+CONFLICT_SECOND_ID = "conversation_named_by_an_earlier_id"
+CONFLICT_OUTSIDE = "outside_any_conversation"
+CONVERSATION_ID_CONFLICTS = (CONFLICT_REUSED_ID, CONFLICT_SECOND_ID, CONFLICT_OUTSIDE)
+
+# Deterministic id of a session: contact + open time + opening event (over `_sessions` ⋈ `_ordered`).
+DERIVED_ID_SQL = (
+    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR"
+    " || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)"
+)
+CONFLICT_SQL = f"""CASE
+    WHEN o.conversation_id IS NULL THEN NULL
+    WHEN NOT x.in_session THEN '{CONFLICT_OUTSIDE}'
+    WHEN o.conversation_id = i.session_conversation_id THEN NULL
+    WHEN o.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
+    ELSE '{CONFLICT_SECOND_ID}' END"""
+
+# A redundant conversation.opened this soon after an implicit open names who opened it (§4).
+EXPLICIT_OPEN_WINDOW_S = 60
+
+CONVERSATION_OPENERS_SQL = f"""
+WITH first_event AS (       -- the event that opened the conversation (explicitly or not)
+    SELECT * FROM events WHERE conversation_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
+),
+first_explicit AS (         -- its first conversation.opened, if any
+    SELECT * FROM events WHERE conversation_id IS NOT NULL AND event_type = 'conversation.opened'
+    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
+),
+joined AS (
+    SELECT f.*, x.channel_id AS explicit_channel_id, x.source AS explicit_source, x.user_id AS explicit_user_id,
+        x.team_id AS explicit_team_id,
+        f.event_type = 'message.received' AND x.event_id IS NOT NULL
+            AND x.occurred_at <= f.occurred_at + INTERVAL {EXPLICIT_OPEN_WINDOW_S} SECOND AS named_later
+    FROM first_event f LEFT JOIN first_explicit x USING (conversation_id)
+)
+SELECT conversation_id, contact_id, event_id AS open_event_id, event_order AS open_order,
+    event_type AS open_event_type, occurred_at AS opened_at, channel_id, explicit_channel_id,
+    CASE WHEN event_type = 'conversation.opened' THEN source
+         WHEN named_later THEN explicit_source ELSE 'contact' END AS opened_by_source,
+    CASE WHEN event_type = 'conversation.opened' THEN user_id WHEN named_later THEN explicit_user_id END AS opened_by_user_id,
+    CASE WHEN event_type = 'conversation.opened' THEN team_id WHEN named_later THEN explicit_team_id END AS opened_by_team_id
+FROM joined
+"""
+"""Per conversation (over `events`): its opening event and who opened it, `opened_by_*` (§4)."""
+
 ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had no open conversation at {at}"
 
 
@@ -55,7 +103,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         ),
         g AS (
             SELECT *,
-                (sets_open = 1 AND open_before = 0) AS opens,
+                coalesce(sets_open = 1 AND open_before = 0, false) AS opens,
                 (event_type = 'conversation.closed' AND open_before = 0) AS orphan
             FROM f
         )
@@ -65,19 +113,25 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         FROM g
         """
     )
-    # Deterministic id: hash of contact + open time + opening event; a conversation_id given
-    # on the session's own events (first in order) wins, as the contract keeps given ids.
+    # Open and close events decide the boundaries; a given id only names the session (spec §4).
+    # A session's candidate name is its first given id by event order; of the sessions whose
+    # candidate is the same id (a thread id reused after a reopen, or by another contact), the
+    # earliest keeps it and the others get the derived id: nothing is ever merged.
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
-        SELECT contact_id, session_no,
-            coalesce(
-                arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL),
-                'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR
-                                     || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)
-            ) AS session_conversation_id
-        FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
-        GROUP BY contact_id, session_no
+        WITH sess AS (
+            SELECT contact_id, session_no, min(event_order) AS first_order,
+                arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
+                {DERIVED_ID_SQL} AS derived_id
+            FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
+            GROUP BY contact_id, session_no
+        )
+        SELECT contact_id, session_no, candidate_id,
+            CASE WHEN candidate_id IS NOT NULL
+                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_order) = 1
+                 THEN candidate_id ELSE derived_id END AS session_conversation_id
+        FROM sess
         """
     )
     con.sql(
@@ -87,6 +141,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
             CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
+            o.conversation_id AS given_conversation_id,
+            {CONFLICT_SQL} AS conversation_id_conflict,
             o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
             o.event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
         FROM _ordered o JOIN _sessions x USING (event_order)

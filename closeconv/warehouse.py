@@ -22,6 +22,7 @@ from typing import Iterator
 import duckdb
 
 from closeconv.config import Settings
+from closeconv.workflows.drift import drift_contacts
 
 SCHEMA_VERSION = 1
 PUBLISH_STORAGE_VERSION = "v1.5.0"
@@ -130,7 +131,8 @@ def publish(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> 
             run_id, datetime.now(timezone.utc), settings.timezone, landing[0], landing[1],
             counts["events"], con.sql("SELECT coalesce(max(duplicates_dropped), 0) FROM ingest_counts").fetchall()[0][0],
             counts["rejected_events"], conv.get("open", 0), conv.get("closed", 0),
-            counts["workflow_runs"], counts["workflow_actions"], counts["workflow_drift"], SCHEMA_VERSION,
+            # drifted contacts, the figure `closeconv run` prints (a contact can have several rows)
+            counts["workflow_runs"], counts["workflow_actions"], drift_contacts(con), SCHEMA_VERSION,
         ],
     )
     tmp_sql = str(tmp).replace("'", "''")

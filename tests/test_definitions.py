@@ -8,6 +8,7 @@ import os
 import dagster as dg
 import pytest
 
+from closeconv import schemas
 from pipelines.defs.resources import LandingResource
 
 EXPECTED_ASSETS = {
@@ -23,10 +24,15 @@ EXPECTED_ASSETS = {
     "warehouse_file",
 }
 EXPECTED_BLOCKING_CHECKS = {
-    ("events", "events_match_contract"),
-    ("rejected_events", "every_record_accounted_for"),
-    ("conversations", "conversations_valid"),
-    ("conversations", "conversations_cover_events"),
+    ("events", schemas.EVENTS_MATCH_CONTRACT),
+    ("rejected_events", schemas.RECORDS_ACCOUNTED_FOR),
+    ("conversations", schemas.CONVERSATIONS_VALID),
+    ("conversations", schemas.CONVERSATIONS_COVER_EVENTS),
+    ("conversations", schemas.CONVERSATIONS_WITHIN_ONE_SESSION),
+    ("workflow_runs", schemas.WORKFLOW_RUNS_VALID),
+    ("workflow_actions", schemas.WORKFLOW_ACTIONS_VALID),
+    ("assignments", schemas.ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP),
+    ("daily_conversation_metrics", schemas.DAILY_METRICS_ADD_UP),
 }
 
 

@@ -26,8 +26,8 @@ from closeconv.contract import (
     REQUIRED_FIELDS,
     USER_ID_REQUIRED_FOR_USER_SOURCE,
 )
-from closeconv.generate import (
-    _SUMMARIES,
+from closeconv.sample.workspace import _SUMMARIES
+from closeconv.sample import (
     AGENTS,
     BAD_KINDS,
     CATEGORIES,
@@ -482,10 +482,24 @@ def test_cli_generate(tmp_path):
     lo = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()
     assert min(t for t in times if t is not None) >= lo - 1
     assert max(t for t in times if t is not None) < lo + 7 * 86400 + 600  # conflicting duplicates may shift
-    # The same command gives the same bytes.
+    # Existing files are never overwritten without --force, and nothing is written then.
     first = [p.read_bytes() for p in files]
-    assert CliRunner().invoke(cli_main, args).exit_code == 0
+    again = CliRunner().invoke(cli_main, args)
+    assert again.exit_code == 2, again.output
+    assert "already exist" in again.output and "--force" in again.output
+    # The same command with --force gives the same bytes.
+    assert CliRunner().invoke(cli_main, [*args, "--force"]).exit_code == 0
     assert [p.read_bytes() for p in files] == first
+
+
+def test_cli_generate_refuses_to_overwrite_reference_files(tmp_path):
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    (ref / "users.csv").write_text("user_id\nmine\n")
+    res = CliRunner().invoke(cli_main, ["generate", "-n", "5", "--out", str(tmp_path / "landing"), "--reference", str(ref)])
+    assert res.exit_code == 2 and "users.csv" in res.output
+    assert (ref / "users.csv").read_text() == "user_id\nmine\n"
+    assert not (tmp_path / "landing").exists()
 
 
 def test_cli_rejects_gzip_for_csv_and_warns_about_other_files(tmp_path):

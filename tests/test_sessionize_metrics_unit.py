@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from closeconv.ingest import stage_landing_files, validate_and_dedupe
+from closeconv.pipeline import build_events
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.workflows import replay_workflows
 from closeconv.sessionize import sessionize
@@ -45,17 +46,8 @@ def write_jsonl(folder: Path, name: str, events: list) -> Path:
 def build(landing: Path, tz: str = "UTC") -> duckdb.DuckDBPyConnection:
     """landing folder → raw_records → valid_events → sessionized `events` → metrics tables."""
     con = connect_memory()
-    stats = stage_landing_files(con, landing)
-    validate_and_dedupe(con, stats)
-    sessionize(con)
-    con.sql(
-        """
-        CREATE TABLE events AS
-        SELECT event_id, event_type, occurred_at, contact_id, conversation_id, channel_id, source,
-            user_id, team_id, assignee_id, category, summary, event_order, source_file, source_line
-        FROM sessionized_events ORDER BY event_order
-        """
-    )
+    stage_landing_files(con, landing)
+    build_events(con)
     replay_workflows(con, [])  # no workflows: assignments = the recorded timeline
     build_conversations(con)
     build_daily_conversation_metrics(con, tz)
@@ -79,8 +71,7 @@ def conversations(con) -> list[dict]:
 def rejected(con) -> list[dict]:
     return rows(
         con,
-        "SELECT * FROM (SELECT file, line, raw_record, event_id, reason_code, reason FROM rejections "
-        "UNION ALL SELECT file, line, raw_record, event_id, reason_code, reason FROM orphan_closes) ORDER BY file, line",
+        "SELECT file, line, raw_record, event_id, reason_code, reason FROM rejected_events ORDER BY file, line",
     )
 
 
@@ -406,24 +397,30 @@ def test_reopened_within_24h_boundary(tmp_path, reopen_at, expected):
 
 
 @pytest.mark.parametrize(
-    ("reply_at", "frt", "bucket"),
+    ("reply_at", "frt", "bucket", "order"),
     [
-        ("2026-03-02T09:00:29.999Z", 29.999, "<30s"),
-        ("2026-03-02T09:00:30Z", 30.0, "30s–2m"),
-        ("2026-03-02T09:02:00Z", 120.0, "2–5m"),
-        ("2026-03-02T09:05:00Z", 300.0, "5–10m"),
-        ("2026-03-02T09:10:00Z", 600.0, "10–30m"),
-        ("2026-03-02T09:30:00Z", 1800.0, "30m–1h"),
-        ("2026-03-02T09:59:59.999Z", 3599.999, "30m–1h"),
-        ("2026-03-02T10:00:00Z", 3600.0, ">1h"),
+        ("2026-03-02T09:00:29.999Z", 29.999, "<30s", 1),
+        ("2026-03-02T09:00:30Z", 30.0, "30s–2m", 2),
+        ("2026-03-02T09:02:00Z", 120.0, "2–5m", 3),
+        ("2026-03-02T09:05:00Z", 300.0, "5–10m", 4),
+        ("2026-03-02T09:10:00Z", 600.0, "10–30m", 5),
+        ("2026-03-02T09:30:00Z", 1800.0, "30m–1h", 6),
+        ("2026-03-02T09:59:59.999Z", 3599.999, "30m–1h", 6),
+        ("2026-03-02T10:00:00Z", 3600.0, ">1h", 7),
     ],
 )
-def test_frt_bucket_boundaries(tmp_path, reply_at, frt, bucket):
+def test_frt_bucket_boundaries(tmp_path, reply_at, frt, bucket, order):
     events = [recv("09:00"), sent(reply_at, user="u1"), closed("11:00", user="u1")]
     con = run_events(tmp_path, events)
     (c,) = conversations(con)
     assert c["first_response_time_s"] == pytest.approx(frt, abs=1e-6)  # DOUBLE seconds: sub-µs noise
     assert c["frt_bucket"] == bucket
+    assert c["frt_bucket_order"] == order  # labels like 10–30m do not sort as text; the order column does
+
+
+def test_no_response_has_no_bucket_order(tmp_path):
+    (c,) = conversations(run_events(tmp_path, [recv("09:00"), closed("09:10", source="auto_close")]))
+    assert c["frt_bucket"] is None and c["frt_bucket_order"] is None
 
 
 def test_daily_median_of_even_count_is_mean_of_middle_values(tmp_path):
@@ -669,7 +666,7 @@ def test_jsonl_byte_order_mark_and_invalid_utf8(tmp_path):
     assert [(r["event_id"], r["source_line"]) for r in got] == [("bom-1", 1)]
     # The undecodable line is quarantined (shown with a replacement character), never loaded
     # with a mangled id that could merge two contacts.
-    bad = rows(con, "SELECT line, reason_code, raw_record FROM rejections")
+    bad = rows(con, "SELECT line, reason_code, raw_record FROM rejected_events")
     assert [(r["line"], r["reason_code"]) for r in bad] == [(2, "invalid_encoding")]
     assert "u\ufffd" in bad[0]["raw_record"]
 
@@ -749,6 +746,6 @@ def test_validation_is_cached_per_file_version(tmp_path):
 def test_orphan_close_reason_names_the_close_that_ended_the_conversation(tmp_path):
     con = run_events(tmp_path, [recv("09:00", event_id="r1"), closed("09:10", user="u1", event_id="close-1"),
                                 closed("09:20", user="u2", event_id="close-2"), closed("10:00", contact="c9", event_id="lone", user="u1")])
-    reasons = dict(con.sql("SELECT event_id, reason FROM orphan_closes").fetchall())
+    reasons = dict(con.sql("SELECT event_id, reason FROM rejected_events").fetchall())
     assert "already closed by event 'close-1' at 2026-03-02T09:10:00.000Z" in reasons["close-2"]
     assert reasons["lone"].endswith("deliver the events that opened it, or drop this close")

@@ -13,10 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pandera.polars as pa
+import dataclasses
 import pytest
 from click.testing import CliRunner
 
+from closeconv import schemas
 from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, Warehouse, closed, recv, sent
@@ -158,10 +159,10 @@ def test_step_failing_halfway_leaves_previous_warehouse(published, monkeypatch):
 def test_failing_blocking_check_leaves_previous_warehouse(published, monkeypatch):
     env, before = published
 
-    class NoConversationsAllowed(pa.DataFrameModel):
-        conversation_id: str = pa.Field(isin=[])
-
-    monkeypatch.setattr("pipelines.defs.checks.ConversationsSchema", NoConversationsAllowed)
+    # A rule no conversation can meet: the check that runs is the one in closeconv.schemas.
+    rule = schemas.CHECKS_BY_NAME[schemas.CONVERSATIONS_VALID]
+    monkeypatch.setitem(schemas.CHECKS_BY_NAME, schemas.CONVERSATIONS_VALID, dataclasses.replace(
+        rule, sql="SELECT 'conversation ' || conversation_id || ': not allowed' AS problem FROM conversations"))
     result = run_pipeline(env.settings(), quiet=True)
     assert result.success is False
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from closeconv.cli import main
 from closeconv.workflows import load_workflows
-from closeconv.workflows.testing import at, ev, make_events_table
+from helpers.events import at, ev, make_events_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

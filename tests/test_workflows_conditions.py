@@ -10,7 +10,7 @@ import pytest
 from closeconv.workflows import parse_workflow_text, replay_workflows
 from closeconv.workflows.conditions import conditions_expr, rule_expr
 from closeconv.workflows.models import Conditions, Rule
-from closeconv.workflows.testing import ev, make_events_table
+from helpers.events import ev, make_events_table
 
 # category values: "Billing", "billing issue", "SALES", null, "" (blank), "  " (spaces)
 FRAME = pl.DataFrame({"category": ["Billing", "billing issue", "SALES", None, "", "  "]}, schema={"category": pl.String})

@@ -20,7 +20,7 @@ from closeconv.workflows import (
     parse_workflow_text,
     replay_workflows,
 )
-from closeconv.workflows.testing import at, ev, make_events_table
+from helpers.events import at, ev, make_events_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ["auto", "sequential"]
@@ -493,3 +493,16 @@ def test_runs_inside_the_callers_transaction(con):
     replay_workflows(con, template())
     con.sql("COMMIT")
     assert rows(con, "SELECT count(*) FROM assignments") == [(2,)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("recorded_at", "reconciled"), [("09:10:59", True), ("09:11:00", True), ("09:11:01", False)])
+def test_reconciliation_window_is_60_seconds_inclusive(con, engine, recorded_at, reconciled):
+    # The boundary of the rule itself: a window of 30 s or 90 s must fail here.
+    make_events_table(con, [
+        ev("assign", "08:00", "c1", source="user", user_id="a", assignee_id="u1"), ev("recv", "09:00", "c1"),
+        ev("close", "09:10", "c1", source="user", user_id="u1"),
+        ev("assign", recorded_at, "c1", source="workflow", assignee_id=None),
+    ])
+    replay_workflows(con, template(), engine=engine)
+    assert rows(con, "SELECT reconciled_event_id IS NOT NULL FROM workflow_actions") == [(reconciled,)]

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from closeconv.workflows import CONVERSATION_ASSIGNEES_SQL, parse_workflow_text, replay_workflows
-from closeconv.workflows.replay import SKIP_ALL_AT_CAP, SKIP_CHOSEN_IS_CURRENT, SKIP_NO_TEAM_USERS, SKIP_SAME_USER
-from closeconv.workflows.testing import at, ev, make_events_table
+from closeconv.workflows.tables import SKIP_ALL_AT_CAP, SKIP_CHOSEN_IS_CURRENT, SKIP_NO_TEAM_USERS, SKIP_SAME_USER
+from helpers.events import at, ev, make_events_table
 
 
 def wf(text: str):
@@ -80,7 +80,8 @@ def test_round_robin_membership_from_events_grows_over_time(con):
 def test_round_robin_unknown_team_is_skipped_with_reason(con):
     make_events_table(con, [ev("recv", "09:00", "c1")])
     replay_workflows(con, [wf(opened_workflow("round_robin", ", team_id: nobody"))], USERS)
-    assert rows(con, "SELECT outcome, skip_reason FROM workflow_runs") == [("skipped", SKIP_NO_TEAM_USERS)]
+    assert rows(con, "SELECT outcome, skip_reason FROM workflow_runs") == [("skipped", "no users in the team 'nobody'")]
+    assert SKIP_NO_TEAM_USERS.format(team="nobody") == "no users in the team 'nobody'"
 
 
 def test_round_robin_workspace_chosen_is_current(con):

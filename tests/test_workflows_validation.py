@@ -176,3 +176,43 @@ def test_parsed_model_values():
     assert wf.trigger.conditions.match == "any"
     assert rules[0].value == ("Billing", "Sales") and rules[1].value is None
     assert wf.settings.trigger_once_per_contact is False
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (GOOD.replace("  type: conversation.closed\n  conditions:\n    match: all\n    rules:\n"
+                      "      - {field: source, operator: is_equal_to, value: user}\n", "  5\n").replace("trigger:\n  5", "trigger: 5"),
+         4, "'trigger' must be a mapping with 'type' (and optional 'conditions'), got a number"),
+        (GOOD.replace("    rules:\n      - {field: source, operator: is_equal_to, value: user}\n", "    rules:\n"), 7,
+         "the conditions have no 'rules'"),
+        (GOOD.replace("  - {id: unassign, type: assign_to, action: unassign}\n", "  - unassign\n"), 11,
+         "step 1 must be a mapping, got a text"),
+        (GOOD.replace("steps:\n  - {id: unassign, type: assign_to, action: unassign}\n", "steps: []\n"), 10,
+         "'steps' must be a non-empty list"),
+        (GOOD.replace("operator: is_equal_to, value: user", "operator: is_one_of, value: [user, 5]"), 9,
+         "rule 1: value 2 must be a non-empty text, got 5"),
+        (GOOD + "settings:\n  trigger_once_per_contact: yes\n", 13, "'trigger_once_per_contact' must be true or false"),
+        (GOOD + "source_file: elsewhere.yaml\n", 12, "unknown key 'source_file' in the workflow"),
+    ],
+)
+def test_shapes_of_values_are_reported_with_their_line(text, line, message):
+    problems = problems_of(text)
+    assert any(ln == line and message in msg for ln, msg in problems), problems
+
+
+def test_the_models_hold_the_rules_the_validator_reports():
+    """One statement of the rules: code that builds a workflow without YAML meets them too."""
+    from pydantic import ValidationError
+
+    from closeconv.workflows.models import AssignStep, Conditions, Rule, Trigger
+
+    with pytest.raises(ValidationError, match="'team_id' does not apply to action 'unassign'"):
+        AssignStep(id="s", type="assign_to", action="unassign", team_id="t1")
+    with pytest.raises(ValidationError, match="'is_present' takes no value"):
+        Rule(field="summary", operator="is_present", value="x")
+    with pytest.raises(ValidationError, match="needs a list of values"):
+        Rule(field="category", operator="is_one_of", value="billing")
+    with pytest.raises(ValidationError, match="source 'auto_close' never occurs on conversation.opened"):
+        Trigger(type="conversation.opened",
+                conditions=Conditions(rules=(Rule(field="source", operator="is_equal_to", value="auto_close"),)))

@@ -22,7 +22,7 @@ def command(conversations: int, seed: int, timezone: str | None) -> None:
     files), writes sample reference data, builds the warehouse with the shipped workflows, and
     prints how to look at the result.
     """
-    from closeconv.generate import generate_sample, write_reference
+    from closeconv.sample import generate_sample, write_reference
 
     settings = resolve_settings({"timezone": timezone})
     settings.landing_dir.mkdir(parents=True, exist_ok=True)

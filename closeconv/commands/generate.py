@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from closeconv.generate import BAD_KINDS, FORMATS, generate_sample, output_paths, write_reference
+from closeconv.reference import REFERENCE_FILES
+from closeconv.sample import BAD_KINDS, FORMATS, generate_sample, output_paths, write_reference
 
 
 def _human_bytes(n: int) -> str:
@@ -36,8 +37,9 @@ def _human_bytes(n: int) -> str:
               help="Split the output over this many files.")
 @click.option("--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write users.csv, teams.csv and categories.csv into this folder.")
+@click.option("--force", is_flag=True, help="Overwrite event and reference files that already exist.")
 def command(conversations: int, seed: int, out_dir: Path, fmt: str, gzip: bool, start, days: int,
-            bad_rate: float, files: int, reference_dir: Path | None) -> None:
+            bad_rate: float, files: int, reference_dir: Path | None, force: bool) -> None:
     """Write deterministic sample conversation events into the landing folder.
 
     \b
@@ -51,6 +53,12 @@ def command(conversations: int, seed: int, out_dir: Path, fmt: str, gzip: bool, 
     start_date: date = start.date()
 
     ours = set(output_paths(out_dir, fmt, files, gzip))
+    targets = sorted(ours) + ([reference_dir / n for n in REFERENCE_FILES] if reference_dir is not None else [])
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        names = ", ".join(str(p) for p in existing[:3]) + (" …" if len(existing) > 3 else "")
+        raise click.UsageError(f"{names} already exist(s); not overwriting. "
+                               "Fix: pass --force to overwrite, or --out / --reference another folder.")
     stale = sorted(p for p in out_dir.glob("events-*") if p not in ours) if out_dir.is_dir() else []
 
     result = generate_sample(out_dir, conversations, seed=seed, fmt=fmt, start=start_date, days=days,

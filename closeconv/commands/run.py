@@ -108,8 +108,7 @@ def print_summary(settings: Settings, seconds: float) -> None:
         reasons = con.sql(
             "SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()
-        # pipeline_runs.workflow_drift counts rows (replayed unassignments); a contact can have several.
-        drifted_contacts = con.sql("SELECT count(DISTINCT contact_id) FROM workflow_drift").fetchall()[0][0]
+        id_conflicts = con.sql("SELECT count(conversation_id_conflict) FROM events").fetchall()[0][0]
     finally:
         con.close()
     click.echo("")
@@ -120,8 +119,11 @@ def print_summary(settings: Settings, seconds: float) -> None:
     click.echo(f"  rejected            {run['records_rejected']:>12,}" + ("  (see table rejected_events)" if run["records_rejected"] else ""))
     for code, n in reasons:
         click.echo(f"    {code:<26}{n:>8,}")
+    if id_conflicts:
+        click.echo(f"  conversation ids    {id_conflicts:>12,}  events whose given conversation_id is not their conversation's "
+                   "(see events.conversation_id_conflict)")
     click.echo(f"  conversations       {run['conversations_closed']:>12,} closed, {run['conversations_open']:,} open")
-    click.echo(f"  workflow runs       {run['workflow_runs']:>12,}  ({run['workflow_actions']:,} actions, {drifted_contacts:,} drifted contacts)")
+    click.echo(f"  workflow runs       {run['workflow_runs']:>12,}  ({run['workflow_actions']:,} actions, {run['workflow_drift']:,} drifted contacts)")
     click.echo(f"  warehouse           {settings.warehouse_path}  (timezone {settings.timezone})")
     # duckdb-cli is a dependency: the shell sits beside this `closeconv` in the same environment.
     click.echo(f"  query it:           duckdb -readonly {settings.warehouse_path} \"SELECT * FROM conversations LIMIT 10\"")

@@ -29,12 +29,17 @@ def command() -> None:
 
 @command.command(name="validate")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def validate_cmd(path: Path | None) -> None:
+@click.option("--reference", "reference", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Reference data folder (default: data/reference or CLOSECONV_REFERENCE) for the id warnings.")
+def validate_cmd(path: Path | None, reference: Path | None) -> None:
     """Check every workflow file in DIR (default: workflows/, or CLOSECONV_WORKFLOWS), or one FILE.
 
-    Prints each problem as FILE:LINE: problem. Fix: ... and exits 1 if there is any.
+    Prints each problem as FILE:LINE: problem. Fix: ... and exits 1 if there is any. User and
+    team ids that the reference files (users.csv, teams.csv) do not know are warnings (exit 0).
     """
+    from closeconv.config import resolve_settings
     from closeconv.workflows.loader import check_files, parse_workflow_file, validate_folder, workflow_files
+    from closeconv.workflows.references import unknown_reference_ids
 
     target = path or _default_dir()
     if target.is_file():
@@ -51,8 +56,15 @@ def validate_cmd(path: Path | None) -> None:
         files = len({p.file for p in problems})
         click.echo(f"{len(problems)} problem(s) in {files} file(s).", err=True)
         raise SystemExit(1)
+    try:
+        warnings = unknown_reference_ids(workflows, resolve_settings({"reference_dir": reference}).reference_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for w in warnings:
+        click.echo(str(w), err=True)
     enabled = sum(1 for w in workflows if w.enabled)
-    click.echo(f"OK: {len(workflows)} workflow(s) in {target} ({enabled} enabled).")
+    click.echo(f"OK: {len(workflows)} workflow(s) in {target} ({enabled} enabled)"
+               + (f", {len(warnings)} warning(s)." if warnings else "."))
 
 
 @command.command(name="list")

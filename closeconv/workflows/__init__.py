@@ -5,7 +5,8 @@ Public API::
     load_workflows(folder) -> list[Workflow]          # raises WorkflowValidationError
     validate_folder(folder) -> list[Problem]
     replay_workflows(con, workflows, users=None) -> ReplayStats
-    drift_count(con) -> int
+    drift_count(con) -> int                           # rows of workflow_drift
+    drift_contacts(con) -> int                        # contacts in it: the run summary's figure
     CONVERSATION_ASSIGNEES_SQL                        # first_assignee_id / assignee_at_close
 """
 
@@ -18,15 +19,14 @@ from closeconv.workflows.loader import (
     validate_folder,
 )
 from closeconv.workflows.models import AssignStep, Conditions, Rule, Trigger, Workflow, WorkflowSettings
-from closeconv.workflows.replay import (
+from closeconv.workflows.assignees import CONVERSATION_ASSIGNEES_SQL
+from closeconv.workflows.drift import drift_contacts, drift_count
+from closeconv.workflows.replay import ReplayStats, replay_workflows
+from closeconv.workflows.tables import (
     ASSIGNMENTS_COLUMNS,
-    CONVERSATION_ASSIGNEES_SQL,
     WORKFLOW_ACTIONS_COLUMNS,
     WORKFLOW_DRIFT_COLUMNS,
     WORKFLOW_RUNS_COLUMNS,
-    ReplayStats,
-    drift_count,
-    replay_workflows,
 )
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "Workflow",
     "WorkflowSettings",
     "WorkflowValidationError",
+    "drift_contacts",
     "drift_count",
     "load_workflows",
     "parse_workflow_file",

@@ -1,4 +1,10 @@
-"""Read and validate workflow YAML files, reporting every problem with file, line and fix.
+"""Read workflow YAML files and validate them through the models, reporting every problem
+with file, line and fix.
+
+The rules live in one place, the pydantic models (closeconv.workflows.models); this module
+reads the YAML with ruamel (which keeps line numbers), validates the plain data through the
+models, and turns each pydantic error into ``FILE:LINE: problem. Fix: ...`` with the line of
+the node the error points at and a "did you mean" hint for misspelled words.
 
 Only the top level of a workflows folder is loaded (``*.yaml`` / ``*.yml``); the shipped
 templates in ``templates/`` are not. Validation never stops at the first problem: a file
@@ -7,43 +13,37 @@ reports all of its problems, and a folder all of its files' problems, plus dupli
 
 from __future__ import annotations
 
-import difflib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from closeconv.config import ConfigError
-from closeconv.contract import ALLOWED_SOURCES
+from closeconv.workflows.hints import did_you_mean
 from closeconv.workflows.models import (
     ASSIGN_ACTIONS,
     CONDITION_FIELDS,
-    LIST_OPERATORS,
-    MATCH_MODES,
     MAX_CONDITIONS,
-    NO_VALUE_OPERATORS,
     OPERATORS,
+    PROBLEM,
     STEP_TYPES,
-    STRATEGY_ACTIONS,
     TRIGGER_TYPES,
+    AssignStep,
+    Conditions,
+    Rule,
+    Trigger,
     Workflow,
+    WorkflowSettings,
+    kind_of,
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_DIRNAME = "templates"
-
-_TOP_KEYS = ("id", "name", "description", "enabled", "trigger", "settings", "steps")
-_TRIGGER_KEYS = ("type", "conditions")
-_CONDITIONS_KEYS = ("match", "rules")
-_RULE_KEYS = ("field", "operator", "value")
-_SETTINGS_KEYS = ("trigger_once_per_contact",)
-_STEP_KEYS = ("id", "type", "action", "user_id", "team_id", "max_open_contacts")
-_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 ONLINE_MESSAGE = (
     "'{key}' is not supported: the event data has no online-presence information, so a replay "
@@ -76,7 +76,8 @@ class WorkflowValidationError(ConfigError):
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
 
 
-# --------------------------------------------------------------------------- helpers
+
+# --------------------------------------------------------------------------- YAML and lines
 
 
 def _yaml() -> YAML:
@@ -85,124 +86,188 @@ def _yaml() -> YAML:
     return y
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
-        return "boolean"
-    if isinstance(value, int):
-        return "number"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    return type(value).__name__
+def _node_line(node: Any) -> int:
+    lc = getattr(node, "lc", None)
+    return (lc.line + 1) if lc is not None and lc.line is not None else 1
 
 
-_SYNONYMS = {
-    "equals": "is_equal_to", "equal": "is_equal_to", "eq": "is_equal_to", "==": "is_equal_to", "=": "is_equal_to",
-    "is": "is_equal_to", "not_equals": "is_not_equal_to", "ne": "is_not_equal_to", "!=": "is_not_equal_to",
-    "is_not": "is_not_equal_to", "in": "is_one_of", "one_of": "is_one_of", "not_in": "is_not_one_of",
-    "has": "contains", "includes": "contains", "not_contains": "does_not_contain", "exists": "is_present",
-    "present": "is_present", "is_set": "is_present", "missing": "is_not_present", "is_empty": "is_not_present",
-    "not_present": "is_not_present", "and": "all", "or": "any", "every": "all", "assignee": "assignee_id",
-    "user": "user_id", "team": "team_id", "channel": "channel_id", "agent": "user",
+def _walk(data: Any, loc: tuple) -> tuple[Any, int, bool]:
+    """(deepest node on the way to ``loc``, the line of its key or item, whether it was reached)."""
+    line, node = _node_line(data), data
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line, node = node.lc.key(part)[0] + 1, node[part]
+                continue
+            if isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, node = node.lc.item(part)[0] + 1, node[part]
+                continue
+        except (KeyError, IndexError, TypeError):
+            pass
+        return node, line, False
+    return node, line, True
+
+
+def yaml_line(data: Any, loc: tuple) -> int:
+    """The 1-based line of the node at ``loc`` (keys and list indexes) in a round-trip tree:
+    the line of the deepest key or item that exists on the way."""
+    return _walk(data, loc)[1]
+
+
+def line_in_file(path: Path, loc: tuple) -> int:
+    try:
+        return yaml_line(_yaml().load(Path(path).read_text(encoding="utf-8")), loc)
+    except (OSError, YAMLError, UnicodeDecodeError):
+        return 1
+
+
+def _plain(node: Any) -> Any:
+    """Round-trip YAML → plain Python (ruamel's booleans and numbers are int subclasses)."""
+    if isinstance(node, CommentedMap):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(v) for v in node]
+    if type(node).__name__ == "ScalarBoolean" or isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+# --------------------------------------------------------------------------- pydantic errors → problems
+
+# The model at each place of a definition (list indexes as "*").
+_MODELS: dict[tuple, type[BaseModel]] = {
+    (): Workflow,
+    ("trigger",): Trigger,
+    ("trigger", "conditions"): Conditions,
+    ("trigger", "conditions", "rules", "*"): Rule,
+    ("settings",): WorkflowSettings,
+    ("steps", "*"): AssignStep,
 }
+_NOT_IN_YAML = ("source_file", "source_line")
+_EXAMPLE_STEP = "- {id: unassign, type: assign_to, action: unassign}"
+_EXAMPLE_RULE = "- {field: source, operator: is_equal_to, value: user}"
 
 
-def _suggest(word: Any, choices: tuple[str, ...] | list[str]) -> str:
-    text = str(word)
-    norm = text.strip().lower().replace(" ", "_").replace("-", "_")
-    if _SYNONYMS.get(norm) in choices:
-        return f" (did you mean '{_SYNONYMS[norm]}'?)"
-    for c in choices:
-        if c.lower() == norm or c.lower().replace(".", "_") == norm:
-            return f" (did you mean '{c}'?)"
-    close = difflib.get_close_matches(norm, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def _shape(loc: tuple) -> tuple:
+    return tuple("*" if isinstance(p, int) else p for p in loc)
 
 
-def _one_of(choices: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(choices)
+def _keys(model_loc: tuple) -> tuple[str, ...]:
+    return tuple(k for k in _MODELS[_shape(model_loc)].model_fields if k not in _NOT_IN_YAML)
 
 
-class _Checker:
-    """Walks the round-trip YAML tree of one file and collects problems with lines."""
+def _where(model_loc: tuple) -> str:
+    shape = _shape(model_loc)
+    if shape == ("trigger", "conditions", "rules", "*"):
+        return f"rule {model_loc[-1] + 1}"
+    if shape == ("steps", "*"):
+        return f"step {model_loc[-1] + 1}"
+    return {(): "the workflow", ("trigger",): "the trigger", ("trigger", "conditions"): "the conditions",
+            ("settings",): "the settings"}.get(shape, ".".join(str(p) for p in model_loc))
 
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
 
-    def add(self, line: int, message: str, fix: str) -> None:
-        self.problems.append(Problem(self.file, line, message, fix))
+def _model_loc(loc: tuple) -> tuple:
+    """The location of the model an error belongs to (the error's own, or its field's parent)."""
+    return loc if _shape(loc) in _MODELS else loc[:-1]
 
-    # line numbers (1-based)
-    @staticmethod
-    def key_line(node: CommentedMap, key: str) -> int:
-        try:
-            return node.lc.key(key)[0] + 1
-        except Exception:
-            return _Checker.node_line(node)
 
-    @staticmethod
-    def value_line(node: CommentedMap, key: str) -> int:
-        val = node.get(key)
-        if isinstance(val, (CommentedMap, CommentedSeq)):
-            return val.lc.line + 1
-        return _Checker.key_line(node, key)
+def _missing(parent: tuple, key: str) -> tuple[str, str]:
+    where = _where(parent)
+    special = {
+        ((), "enabled"): ("the workflow has no 'enabled' flag",
+                          "add 'enabled: true' to run it, or 'enabled: false' to keep it as a draft"),
+        ((), "trigger"): ("the workflow has no 'trigger'", "add 'trigger: {type: conversation.closed}'"),
+        ((), "steps"): ("the workflow has no 'steps'", f"add 'steps:' with '{_EXAMPLE_STEP}'"),
+        (("trigger",), "type"): ("the trigger has no 'type'", f"add 'type:' with one of {', '.join(TRIGGER_TYPES)}"),
+        (("trigger", "conditions", "rules", "*"), "field"): (None, f"add 'field:' with one of {', '.join(CONDITION_FIELDS)}"),
+        (("trigger", "conditions", "rules", "*"), "operator"): (None, f"add 'operator:' with one of {', '.join(OPERATORS)}"),
+        (("steps", "*"), "type"): (None, "add 'type: assign_to'"),
+        (("steps", "*"), "action"): (None, f"add 'action:' with one of {', '.join(ASSIGN_ACTIONS)}"),
+    }.get((_shape(parent), key), (None, f"add '{key}: ...' to {where}"))
+    return special[0] or f"{where} has no '{key}'", special[1]
 
-    @staticmethod
-    def item_line(seq: CommentedSeq, index: int) -> int:
-        try:
-            return seq.lc.item(index)[0] + 1
-        except Exception:
-            return _Checker.node_line(seq)
 
-    @staticmethod
-    def node_line(node: Any) -> int:
-        lc = getattr(node, "lc", None)
-        return (lc.line + 1) if lc is not None and lc.line is not None else 1
+def _unknown_word(parent: tuple, key: str, value: Any) -> tuple[str, str]:
+    where, shape = _where(parent), _shape(parent)
+    if shape == ("trigger",):
+        return f"unknown trigger '{value}'{did_you_mean(value, TRIGGER_TYPES)}", f"use one of {', '.join(TRIGGER_TYPES)}"
+    if shape == ("trigger", "conditions"):
+        return (f"'match' must be 'all' (AND) or 'any' (OR), got {value!r}{did_you_mean(value, ('all', 'any'))}",
+                "write 'match: all' or 'match: any'")
+    if key == "field":
+        return (f"unknown field '{value}' in {where}{did_you_mean(value, CONDITION_FIELDS)}",
+                f"use one of {', '.join(CONDITION_FIELDS)}")
+    if key == "operator":
+        return f"unknown operator '{value}' in {where}{did_you_mean(value, OPERATORS)}", f"use one of {', '.join(OPERATORS)}"
+    if key == "type":
+        return (f"unknown step type '{value}' in {where}{did_you_mean(value, STEP_TYPES)}",
+                f"use one of {', '.join(STEP_TYPES)} (other platform steps cannot be replayed from events)")
+    return (f"unknown assign_to action '{value}' in {where}{did_you_mean(value, ASSIGN_ACTIONS)}",
+            f"use one of {', '.join(ASSIGN_ACTIONS)}")
 
-    def unknown_keys(self, node: CommentedMap, allowed: tuple[str, ...], where: str) -> None:
-        for key in node:
-            if key in allowed:
-                continue
-            line = self.key_line(node, key)
-            if isinstance(key, str) and "online" in key.lower():
-                self.add(line, ONLINE_MESSAGE.format(key=key), f"remove '{key}'")
-                continue
-            self.add(
-                line,
-                f"unknown key '{key}' in {where}{_suggest(key, allowed)}",
-                f"use only {_one_of(allowed)}",
-            )
 
-    def text(self, node: CommentedMap, key: str, where: str, *, required: bool, ident: bool = False) -> str | None:
-        if key not in node:
-            if required:
-                self.add(self.node_line(node), f"{where} has no '{key}'", f"add '{key}: ...' to {where}")
-            return None
-        value = node[key]
-        line = self.key_line(node, key)
-        if _kind(value) != "text" or not str(value).strip():
-            got = "nothing" if value is None else f"a {_kind(value)} ({value!r})" if _kind(value) != "text" else "an empty text"
-            self.add(line, f"'{key}' of {where} must be a non-empty text, got {got}", f"write '{key}: \"...\"' with quotes")
-            return None
-        text = str(value)
-        if ident:
-            bad = sorted(set(text) - _ID_CHARS)
-            if bad or len(text) > 64:
-                self.add(
-                    line,
-                    f"'{key}' {text!r} of {where} is not a valid id",
-                    "use at most 64 letters, digits, '-', '_' or '.' (no spaces)",
-                )
-                return None
-        return text
+def _not_a_mapping(loc: tuple, value: Any) -> tuple[str, str]:
+    kind, shape = kind_of(value), _shape(loc)
+    return {
+        ("trigger",): (f"'trigger' must be a mapping with 'type' (and optional 'conditions'), got a {kind}",
+                       "write 'trigger:' then an indented 'type: conversation.closed'"),
+        ("trigger", "conditions"): (f"'conditions' must be a mapping with 'match' and 'rules', got a {kind}",
+                                    "write 'conditions:' then indented 'match: all' and 'rules:' with a list of rules"),
+        ("settings",): (f"'settings' must be a mapping, got a {kind}",
+                        "write 'settings:' then an indented 'trigger_once_per_contact: false'"),
+        ("steps", "*"): (f"{_where(loc)} must be a mapping, got a {kind}", f"write '{_EXAMPLE_STEP}'"),
+    }.get(shape, (f"{_where(loc)} must be a mapping with field, operator and value, got a {kind}",
+                  f"write '{_EXAMPLE_RULE}'"))
+
+
+def _problem(file: str, data: CommentedMap, err: dict) -> Problem:
+    loc, kind, value = tuple(err["loc"]), err["type"], err.get("input")
+    key = loc[-1] if loc else None
+    parent = loc[:-1]
+    line = yaml_line(data, loc)
+    if kind == PROBLEM:
+        ctx, model_loc = err["ctx"], _model_loc(loc)
+        where = _where(model_loc)
+        if ctx.get("line") == "node":
+            line = _node_line(_walk(data, model_loc)[0])
+        else:
+            line = yaml_line(data, loc + tuple(ctx.get("at", ())))
+        message = ctx["message"].replace("{where}", where)
+        if "first_at" in ctx:
+            message = message.replace("{first_line}", str(yaml_line(data, tuple(ctx["first_at"]))))
+        return Problem(file, line, message, ctx["fix"].replace("{where}", where))
+    if kind == "extra_forbidden":
+        if "online" in str(key).lower():
+            return Problem(file, line, ONLINE_MESSAGE.format(key=key), f"remove '{key}'")
+        allowed = _keys(parent)
+        return Problem(file, line, f"unknown key '{key}' in {_where(parent)}{did_you_mean(key, allowed)}",
+                       f"use only {', '.join(allowed)}")
+    if kind == "missing":
+        message, fix = _missing(parent, str(key))
+        return Problem(file, _node_line(_walk(data, parent)[0]), message, fix)
+    if kind == "literal_error":
+        return Problem(file, line, *_unknown_word(parent, str(key), value))
+    if kind == "bool_type":
+        return Problem(file, line, f"'{key}' must be true or false, got {value!r}",
+                       f"write '{key}: true' or '{key}: false'")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return Problem(file, line, *_not_a_mapping(loc, value))
+    if key == "steps" and kind in ("tuple_type", "too_short"):
+        return Problem(file, line, "'steps' must be a non-empty list", f"add '{_EXAMPLE_STEP}' under 'steps:'")
+    if key == "rules" and kind == "tuple_type":
+        return Problem(file, line, f"'rules' must be a list, got a {kind_of(value)}",
+                       "write each rule on its own line starting with '- '")
+    if key == "rules" and kind == "too_long":
+        return Problem(file, yaml_line(data, (*loc, MAX_CONDITIONS)),
+                       f"{err['ctx']['actual_length']} conditions, more than the {MAX_CONDITIONS} allowed",
+                       f"keep at most {MAX_CONDITIONS} rules (combine values with is_one_of)")
+    return Problem(file, line, f"{'.'.join(str(p) for p in loc)}: {err['msg']}", "correct this value")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -210,7 +275,6 @@ class _Checker:
 
 def parse_workflow_text(text: str, file: str = "<text>") -> tuple[Workflow | None, list[Problem]]:
     """Parse one workflow definition. Returns the workflow (None if invalid) and the problems."""
-    checker = _Checker(file)
     try:
         data = _yaml().load(io.StringIO(text))
     except MarkedYAMLError as exc:
@@ -224,377 +288,34 @@ def parse_workflow_text(text: str, file: str = "<text>") -> tuple[Workflow | Non
             fix = "keep only one occurrence of that key"
         else:
             fix = "correct the YAML syntax (indentation, ':' after keys, closing brackets and quotes)"
-        checker.add(line, f"invalid YAML: {problem}", fix)
-        return None, checker.problems
+        return None, [Problem(file, line, f"invalid YAML: {problem}", fix)]
     except YAMLError as exc:  # pragma: no cover - unmarked errors are rare
-        checker.add(1, f"invalid YAML: {exc}", "correct the YAML syntax")
-        return None, checker.problems
+        return None, [Problem(file, 1, f"invalid YAML: {exc}", "correct the YAML syntax")]
 
     if data is None:
-        checker.add(1, "the file is empty", "write a workflow (see workflows/templates/) or delete the file")
-        return None, checker.problems
+        return None, [Problem(file, 1, "the file is empty", "write a workflow (see workflows/templates/) or delete the file")]
     if not isinstance(data, CommentedMap):
-        checker.add(
-            checker.node_line(data),
-            f"a workflow must be a mapping of keys (id, name, ...), got a {_kind(data)}",
-            "start from a template: closeconv workflows new --template unassign-after-close",
-        )
-        return None, checker.problems
-
-    checker.unknown_keys(data, _TOP_KEYS, "the workflow")
-    wf_id = checker.text(data, "id", "the workflow", required=True, ident=True)
-    name = checker.text(data, "name", "the workflow", required=True)
-    description = None
-    if "description" in data and data["description"] is not None:
-        description = checker.text(data, "description", "the workflow", required=False)
-
-    enabled = None
-    if "enabled" not in data:
-        checker.add(
-            checker.node_line(data),
-            "the workflow has no 'enabled' flag",
-            "add 'enabled: true' to run it, or 'enabled: false' to keep it as a draft",
-        )
-    elif _kind(data["enabled"]) != "boolean":
-        checker.add(
-            checker.key_line(data, "enabled"),
-            f"'enabled' must be true or false, got {data['enabled']!r}",
-            "write 'enabled: true' or 'enabled: false'",
-        )
-    else:
-        enabled = bool(data["enabled"])
-
-    trigger = _check_trigger(checker, data)
-    settings = _check_settings(checker, data)
-    steps = _check_steps(checker, data)
-
-    if checker.problems:
-        return None, checker.problems
-    payload = {
-        "id": wf_id,
-        "name": name,
-        "enabled": enabled,
-        "description": description,
-        "trigger": trigger,
-        "settings": settings,
-        "steps": steps,
-        "source_file": file,
-        "source_line": 1,
-    }
+        return None, [Problem(file, _node_line(data),
+                              f"a workflow must be a mapping of keys (id, name, ...), got a {kind_of(_plain(data))}",
+                              "start from a template: closeconv workflows new --template unassign-after-close")]
+    plain = _plain(data)
+    problems = []
+    for key in _NOT_IN_YAML:  # fields the loader fills, never the file
+        if key in plain:
+            del plain[key]
+            problems.append(_problem(file, data, {"loc": (key,), "type": "extra_forbidden", "input": None, "msg": ""}))
     try:
-        return Workflow.model_validate(payload), []
-    except ValidationError as exc:  # defensive: the checks above should catch everything
-        for err in exc.errors():
-            checker.add(1, f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}", "correct this value")
-        return None, checker.problems
-
-
-def _check_trigger(ck: _Checker, data: CommentedMap) -> dict | None:
-    if "trigger" not in data:
-        ck.add(ck.node_line(data), "the workflow has no 'trigger'", "add 'trigger: {type: conversation.closed}'")
-        return None
-    node = data["trigger"]
-    if not isinstance(node, CommentedMap):
-        ck.add(
-            ck.key_line(data, "trigger"),
-            f"'trigger' must be a mapping with 'type' (and optional 'conditions'), got a {_kind(node)}",
-            "write 'trigger:' then an indented 'type: conversation.closed'",
-        )
-        return None
-    ck.unknown_keys(node, _TRIGGER_KEYS, "the trigger")
-    ttype = None
-    if "type" not in node:
-        ck.add(ck.node_line(node), "the trigger has no 'type'", f"add 'type:' with one of {_one_of(TRIGGER_TYPES)}")
-    elif node["type"] not in TRIGGER_TYPES:
-        ck.add(
-            ck.key_line(node, "type"),
-            f"unknown trigger '{node['type']}'{_suggest(node['type'], TRIGGER_TYPES)}",
-            f"use one of {_one_of(TRIGGER_TYPES)}",
-        )
-    else:
-        ttype = str(node["type"])
-
-    conditions: dict = {"match": "all", "rules": []}
-    ok = True
-    if "conditions" in node and node["conditions"] is not None:
-        cnode = node["conditions"]
-        if not isinstance(cnode, CommentedMap):
-            ck.add(
-                ck.key_line(node, "conditions"),
-                f"'conditions' must be a mapping with 'match' and 'rules', got a {_kind(cnode)}",
-                "write 'conditions:' then indented 'match: all' and 'rules:' with a list of rules",
-            )
-            ok = False
-        else:
-            ck.unknown_keys(cnode, _CONDITIONS_KEYS, "the conditions")
-            if "match" in cnode:
-                if cnode["match"] not in MATCH_MODES:
-                    ck.add(
-                        ck.key_line(cnode, "match"),
-                        f"'match' must be 'all' (AND) or 'any' (OR), got {cnode['match']!r}"
-                        + _suggest(cnode["match"], MATCH_MODES),
-                        "write 'match: all' or 'match: any'",
-                    )
-                    ok = False
-                else:
-                    conditions["match"] = str(cnode["match"])
-            rules = cnode.get("rules")
-            if "rules" not in cnode or rules is None:
-                ck.add(
-                    ck.node_line(cnode),
-                    "the conditions have no 'rules'",
-                    "add 'rules:' with a list like '- {field: source, operator: is_equal_to, value: user}', "
-                    "or remove 'conditions' to fire on every event",
-                )
-                ok = False
-            elif not isinstance(rules, CommentedSeq):
-                ck.add(
-                    ck.key_line(cnode, "rules"),
-                    f"'rules' must be a list, got a {_kind(rules)}",
-                    "write each rule on its own line starting with '- '",
-                )
-                ok = False
-            else:
-                if len(rules) > MAX_CONDITIONS:
-                    ck.add(
-                        ck.item_line(rules, MAX_CONDITIONS),
-                        f"{len(rules)} conditions, more than the {MAX_CONDITIONS} allowed",
-                        f"keep at most {MAX_CONDITIONS} rules (combine values with is_one_of)",
-                    )
-                    ok = False
-                for i, rule in enumerate(rules):
-                    parsed = _check_rule(ck, rules, i, rule, ttype)
-                    if parsed is None:
-                        ok = False
-                    else:
-                        conditions["rules"].append(parsed)
-    if ttype is None or not ok:
-        return None
-    return {"type": ttype, "conditions": conditions}
-
-
-def _check_rule(ck: _Checker, rules: CommentedSeq, i: int, rule: Any, ttype: str | None) -> dict | None:
-    where = f"rule {i + 1}"
-    line = ck.item_line(rules, i)
-    if not isinstance(rule, CommentedMap):
-        ck.add(
-            line,
-            f"{where} must be a mapping with field, operator and value, got a {_kind(rule)}",
-            "write '- {field: source, operator: is_equal_to, value: user}'",
-        )
-        return None
-    line = ck.node_line(rule)
-    ok = True
-    ck.unknown_keys(rule, _RULE_KEYS, where)
-    if any(k not in _RULE_KEYS for k in rule):
-        ok = False
-    field = rule.get("field")
-    if "field" not in rule:
-        ck.add(line, f"{where} has no 'field'", f"add 'field:' with one of {_one_of(CONDITION_FIELDS)}")
-        ok = False
-    elif field not in CONDITION_FIELDS:
-        ck.add(
-            ck.key_line(rule, "field"),
-            f"unknown field '{field}' in {where}{_suggest(field, CONDITION_FIELDS)}",
-            f"use one of {_one_of(CONDITION_FIELDS)}",
-        )
-        ok = False
-    op = rule.get("operator")
-    if "operator" not in rule:
-        ck.add(line, f"{where} has no 'operator'", f"add 'operator:' with one of {_one_of(OPERATORS)}")
-        return None
-    if op not in OPERATORS:
-        ck.add(
-            ck.key_line(rule, "operator"),
-            f"unknown operator '{op}' in {where}{_suggest(op, OPERATORS)}",
-            f"use one of {_one_of(OPERATORS)}",
-        )
-        return None
-
-    vline = ck.key_line(rule, "value") if "value" in rule else line
-    value: Any = rule.get("value")
-    if op in NO_VALUE_OPERATORS:
-        if "value" in rule:
-            ck.add(vline, f"{where}: '{op}' takes no value", "remove 'value' from this rule")
-            return None
-        parsed_value = None
-    elif op in LIST_OPERATORS:
-        if value is None:
-            ck.add(vline, f"{where}: '{op}' has no value", "add 'value: [a, b]' with the values to compare to")
-            return None
-        if not isinstance(value, CommentedSeq):
-            ck.add(
-                vline,
-                f"{where}: '{op}' needs a list of values, got a {_kind(value)} ({value!r})",
-                f"write 'value: [{value}]', or use {'is_equal_to' if op == 'is_one_of' else 'is_not_equal_to'} for one value",
-            )
-            return None
-        if len(value) == 0:
-            ck.add(vline, f"{where}: '{op}' has an empty list of values", "put at least one value in the list")
-            return None
-        items = []
-        for j, item in enumerate(value):
-            if _kind(item) != "text" or not str(item).strip():
-                ck.add(
-                    ck.item_line(value, j) if isinstance(value, CommentedSeq) else vline,
-                    f"{where}: value {j + 1} must be a non-empty text, got {item!r}",
-                    f"quote it: \"{item}\"" if item is not None else "remove the empty item",
-                )
-                ok = False
-            else:
-                items.append(str(item))
-        if not ok:
-            return None
-        parsed_value = tuple(items)
-    else:
-        if "value" not in rule or value is None or (isinstance(value, str) and not value.strip()):
-            ck.add(vline, f"{where}: '{op}' has no value", f"add 'value: ...' (the text to compare {field or 'the field'} to)")
-            return None
-        if isinstance(value, CommentedSeq):
-            alt = "is_one_of" if op in ("is_equal_to", "contains") else "is_not_one_of"
-            ck.add(vline, f"{where}: '{op}' takes one value, got a list", f"use operator '{alt}' for a list of values")
-            return None
-        if _kind(value) != "text":
-            ck.add(
-                vline,
-                f"{where}: value must be a text, got a {_kind(value)} ({value!r})",
-                f"quote it: value: \"{value}\"",
-            )
-            return None
-        parsed_value = str(value)
-
-    if ok and field == "source" and ttype in ALLOWED_SOURCES and op not in NO_VALUE_OPERATORS and op not in (
-        "contains",
-        "does_not_contain",
-    ):
-        allowed = ALLOWED_SOURCES[ttype]
-        values = parsed_value if isinstance(parsed_value, tuple) else (parsed_value,)
-        for v in values:
-            if v.strip().lower() not in allowed:
-                ck.add(
-                    vline,
-                    f"{where}: source '{v}' never occurs on {ttype}{_suggest(v, allowed)}",
-                    f"use one of {_one_of(allowed)}",
-                )
-                ok = False
-    if not ok:
-        return None
-    return {"field": field, "operator": op, "value": parsed_value}
-
-
-def _check_settings(ck: _Checker, data: CommentedMap) -> dict | None:
-    if "settings" not in data or data["settings"] is None:
-        return {}
-    node = data["settings"]
-    if not isinstance(node, CommentedMap):
-        ck.add(
-            ck.key_line(data, "settings"),
-            f"'settings' must be a mapping, got a {_kind(node)}",
-            "write 'settings:' then an indented 'trigger_once_per_contact: false'",
-        )
-        return None
-    ck.unknown_keys(node, _SETTINGS_KEYS, "the settings")
-    out: dict = {}
-    if "trigger_once_per_contact" in node:
-        v = node["trigger_once_per_contact"]
-        if _kind(v) != "boolean":
-            ck.add(
-                ck.key_line(node, "trigger_once_per_contact"),
-                f"'trigger_once_per_contact' must be true or false, got {v!r}",
-                "write 'trigger_once_per_contact: true' or 'false'",
-            )
-            return None
-        out["trigger_once_per_contact"] = bool(v)
-    return out
-
-
-def _check_steps(ck: _Checker, data: CommentedMap) -> list | None:
-    if "steps" not in data:
-        ck.add(ck.node_line(data), "the workflow has no 'steps'", "add 'steps:' with '- {id: unassign, type: assign_to, action: unassign}'")
-        return None
-    steps = data["steps"]
-    if not isinstance(steps, CommentedSeq) or len(steps) == 0:
-        ck.add(
-            ck.key_line(data, "steps"),
-            "'steps' must be a non-empty list",
-            "add '- {id: unassign, type: assign_to, action: unassign}' under 'steps:'",
-        )
-        return None
-    out = []
-    seen: dict[str, int] = {}
-    ok = True
-    for i, step in enumerate(steps):
-        where = f"step {i + 1}"
-        line = ck.item_line(steps, i)
-        if not isinstance(step, CommentedMap):
-            ck.add(line, f"{where} must be a mapping, got a {_kind(step)}", "write '- {id: unassign, type: assign_to, action: unassign}'")
-            ok = False
-            continue
-        line = ck.node_line(step)
-        n_before = len(ck.problems)
-        ck.unknown_keys(step, _STEP_KEYS, where)
-        sid = ck.text(step, "id", where, required=True, ident=True)
-        if sid is not None:
-            if sid in seen:
-                ck.add(ck.key_line(step, "id"), f"step id '{sid}' is used twice (first on line {seen[sid]})", "give each step its own id")
-            else:
-                seen[sid] = ck.key_line(step, "id")
-        stype = step.get("type")
-        if "type" not in step:
-            ck.add(line, f"{where} has no 'type'", "add 'type: assign_to'")
-        elif stype not in STEP_TYPES:
-            ck.add(
-                ck.key_line(step, "type"),
-                f"unknown step type '{stype}' in {where}{_suggest(stype, STEP_TYPES)}",
-                f"use one of {_one_of(STEP_TYPES)} (other platform steps cannot be replayed from events)",
-            )
-        action = step.get("action")
-        if stype == "assign_to":
-            if "action" not in step:
-                ck.add(line, f"{where} has no 'action'", f"add 'action:' with one of {_one_of(ASSIGN_ACTIONS)}")
-            elif action not in ASSIGN_ACTIONS:
-                ck.add(
-                    ck.key_line(step, "action"),
-                    f"unknown assign_to action '{action}' in {where}{_suggest(action, ASSIGN_ACTIONS)}",
-                    f"use one of {_one_of(ASSIGN_ACTIONS)}",
-                )
-            else:
-                _check_step_options(ck, step, where, str(action))
-        if len(ck.problems) > n_before:
-            ok = False
-            continue
-        out.append({k: step[k] for k in _STEP_KEYS if k in step})
-        if "max_open_contacts" in step:
-            out[-1]["max_open_contacts"] = int(step["max_open_contacts"])
-        for k in ("user_id", "team_id"):
-            if k in out[-1]:
-                out[-1][k] = str(out[-1][k])
-    return out if ok else None
-
-
-def _check_step_options(ck: _Checker, step: CommentedMap, where: str, action: str) -> None:
-    allowed = {"unassign": (), "user": ("user_id",), "round_robin": ("team_id", "max_open_contacts"),
-               "least_open_contacts": ("team_id", "max_open_contacts")}[action]
-    for opt in ("user_id", "team_id", "max_open_contacts"):
-        if opt in step and opt not in allowed:
-            ck.add(
-                ck.key_line(step, opt),
-                f"'{opt}' does not apply to action '{action}' in {where}",
-                f"remove '{opt}'" + (f" (action '{action}' takes {', '.join(allowed)})" if allowed else ""),
-            )
-    if action == "user":
-        ck.text(step, "user_id", where, required=True)
-    if action in STRATEGY_ACTIONS:
-        if "team_id" in step:
-            ck.text(step, "team_id", where, required=True)
-        if "max_open_contacts" in step:
-            v = step["max_open_contacts"]
-            if _kind(v) != "number" or isinstance(v, float) or int(v) < 1:
-                ck.add(
-                    ck.key_line(step, "max_open_contacts"),
-                    f"'max_open_contacts' must be a whole number of at least 1, got {v!r}",
-                    "write e.g. 'max_open_contacts: 20', or remove it for no cap",
-                )
+        workflow = Workflow.model_validate(plain, context={"yaml": True})
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A list whose items failed is also "too short" to pydantic: the item errors say it.
+        items_failed = {tuple(e["loc"][:1]) for e in errors if len(e["loc"]) > 1 and isinstance(e["loc"][1], int)}
+        problems += [_problem(file, data, err) for err in errors
+                     if not (err["type"] == "too_short" and tuple(err["loc"]) in items_failed)]
+        return None, sorted(set(problems))
+    if problems:
+        return None, sorted(problems)
+    return workflow.model_copy(update={"source_file": file, "source_line": 1}), []
 
 
 # --------------------------------------------------------------------------- files and folders
@@ -651,7 +372,7 @@ def check_files(files: list[Path]) -> tuple[list[Workflow], list[Problem]]:
 def _id_line(path: Path) -> int:
     try:
         data = _yaml().load(path.read_text(encoding="utf-8"))
-        return _Checker.key_line(data, "id")
+        return yaml_line(data, ("id",))
     except Exception:
         return 1
 

@@ -39,7 +39,7 @@ import polars as pl
 from closeconv.config import ConfigError
 from closeconv.workflows.conditions import combine, conditions_expr, rule_expr, split_conditions
 from closeconv.workflows.models import STRATEGY_ACTIONS, AssignStep, Workflow
-from closeconv.workflows.replay import (
+from closeconv.workflows.tables import (
     ACTIONS_SCHEMA,
     COMPLETED,
     RUNS_SCHEMA,
@@ -301,7 +301,7 @@ def replay_sequential(
     def choose(i: int, si: int, step: AssignStep, order: int) -> tuple[str | None, str | None]:
         pool = members.members(step.team_id, order) if members is not None else []
         if not pool:
-            return None, SKIP_NO_TEAM_USERS if step.team_id else SKIP_NO_WORKSPACE_USERS
+            return None, SKIP_NO_TEAM_USERS.format(team=step.team_id) if step.team_id else SKIP_NO_WORKSPACE_USERS
         if step.action == "least_open_contacts" or step.max_open_contacts is not None:
             counts.advance(order)
             loads = {u: counts.count(u, order) for u in pool}

@@ -23,9 +23,11 @@ import duckdb
 import polars as pl
 
 from closeconv.config import ConfigError
+from closeconv.reference import load_reference
 from closeconv.workflows.loader import WorkflowValidationError, load_workflows, parse_workflow_file
 from closeconv.workflows.models import Workflow
-from closeconv.workflows.replay import RECONCILE_WINDOW_S, ReplayStats, replay_workflows
+from closeconv.workflows.replay import ReplayStats, replay_workflows
+from closeconv.workflows.tables import RECONCILE_WINDOW_S
 
 
 @dataclass
@@ -98,12 +100,7 @@ def parse_bound(text: str | None, tz: str, *, end: bool) -> datetime | None:
 
 
 def _load_users(reference_dir: Path | None) -> pl.DataFrame | None:
-    if reference_dir is None:
-        return None
-    path = Path(reference_dir) / "users.csv"
-    if not path.is_file():
-        return None
-    return pl.read_csv(path, infer_schema=False)
+    return load_reference(Path(reference_dir), "users.csv") if reference_dir is not None else None
 
 
 def run_whatif(
@@ -136,6 +133,8 @@ def run_whatif(
     if t_from is not None and t_to is not None and t_to <= t_from:
         raise ConfigError(f"--to ({date_to}) is before --from ({date_from}). Fix: swap them.")
 
+    users = _load_users(reference_dir)  # a bad reference file is a configuration error, found before any work
+
     warehouse = Path(warehouse)
     if not warehouse.is_file():
         raise ConfigError(
@@ -166,7 +165,6 @@ def run_whatif(
         finally:
             con.sql("DETACH wh")
 
-        users = _load_users(reference_dir)
         stats = replay_workflows(con, workflows, users, triggers_from=t_from, triggers_to=t_to)
         report = WhatIfReport(
             draft=draft, warehouse=warehouse, timezone=timezone, window_from=t_from, window_to=t_to,

@@ -75,7 +75,8 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
     report(
         context,
         f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
-        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons})"
+        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons}), "
+        f"{sum(counts.conversation_id_conflicts.values()):,} conversation id conflicts"
         + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else ""),
         started,
     )
@@ -86,6 +87,7 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
             "events_loaded": counts.events_loaded,
             "duplicates_dropped": counts.duplicates_dropped,
             "dagster/row_count": counts.events_loaded,
+            "conversation_id_conflicts": dg.MetadataValue.json(counts.conversation_id_conflicts),
         },
     )
     yield dg.MaterializeResult(

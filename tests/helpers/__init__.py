@@ -1,0 +1,1 @@
+"""Test helpers: events built through the real ingest → sessionize path."""
