@@ -1,6 +1,8 @@
-"""Resources: every path and setting comes from a CLOSECONV_* environment variable.
+"""Resources: the closeconv settings, handed to Dagster as resources.
 
-`dagster dev` reads them from the project's `.env`; `closeconv run` sets them from its flags.
+`dg dev` builds them from `resolve_settings()` (environment, then `.env`, then defaults);
+`closeconv run` passes its own resolved settings to `execute_in_process(resources=...)`.
+Either way the values come from the one resolver in `closeconv.config`.
 """
 
 from __future__ import annotations
@@ -12,18 +14,30 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from closeconv.config import ENV_NAMES, Settings
-from closeconv.warehouse import staging_connection
+from closeconv.config import ENV_NAMES, Settings, resolve_settings
+from closeconv.warehouse import pipeline_lock, staging_connection
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The published DuckDB warehouse, its private staging database, and the workspace timezone."""
+    """The published DuckDB warehouse, its private staging database, and the workspace timezone.
+
+    While a run uses it, the run holds the pipeline lock: from its first step to its last, no
+    other closeconv run (CLI or Dagster) touches the staging database or publishes."""
 
     path: str
     timezone: str = "UTC"
+    allow_shrink: bool = False
 
     def settings(self) -> Settings:
-        return Settings(warehouse_path=Path(self.path), timezone=self.timezone)
+        return Settings(warehouse_path=Path(self.path), timezone=self.timezone, allow_shrink=self.allow_shrink)
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["WarehouseResource"]:
+        if context.dagster_run is None:  # a sensor or schedule evaluation: no lock needed
+            yield self
+            return
+        with pipeline_lock(self.settings()):
+            yield self
 
     @contextmanager
     def staging(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -63,15 +77,37 @@ class ReferenceDataResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path), timezone=settings.timezone, allow_shrink=settings.allow_shrink
+        ),
+        "landing": LandingResource(path=str(settings.landing_dir)),
+        "workflows": WorkflowsResource(path=str(settings.workflows_dir)),
+        "reference": ReferenceDataResource(path=str(settings.reference_dir)),
+    }
+
+
+def settings_of(
+    warehouse: WarehouseResource, landing: LandingResource, workflows: WorkflowsResource, reference: ReferenceDataResource
+) -> Settings:
+    """The run's settings back from its resources (to check them before any work)."""
+    settings = Settings(
+        landing_dir=Path(landing.path), warehouse_path=Path(warehouse.path), workflows_dir=Path(workflows.path),
+        reference_dir=Path(reference.path), timezone=warehouse.timezone, allow_shrink=warehouse.allow_shrink,
+    )
+    where = {
+        "landing_dir": "landing.path", "warehouse_path": "warehouse.path", "workflows_dir": "workflows.path",
+        "reference_dir": "reference.path", "timezone": "warehouse.timezone", "allow_shrink": "warehouse.allow_shrink",
+    }
+    # A value equal to the default counts as the default (an absent reference folder is fine).
+    settings._origins = {
+        name: f"resource {attr}" if getattr(settings, name) != Settings.model_fields[name].default else "default"
+        for name, attr in where.items()
+    }
+    return settings
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "warehouse": WarehouseResource(
-                path=dg.EnvVar(ENV_NAMES["warehouse_path"]), timezone=dg.EnvVar(ENV_NAMES["timezone"])
-            ),
-            "landing": LandingResource(path=dg.EnvVar(ENV_NAMES["landing_dir"])),
-            "workflows": WorkflowsResource(path=dg.EnvVar(ENV_NAMES["workflows_dir"])),
-            "reference": ReferenceDataResource(path=dg.EnvVar(ENV_NAMES["reference_dir"])),
-        }
-    )
+    return dg.Definitions(resources=resources_for(resolve_settings()))
