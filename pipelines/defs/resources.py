@@ -33,7 +33,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["WarehouseResource"]:
-        if context.dagster_run is None:  # a sensor or schedule evaluation: no lock needed
+        if context.run is None:  # a sensor or schedule evaluation: no lock needed
             yield self
             return
         with pipeline_lock(self.settings()):
