@@ -86,7 +86,7 @@ def pipeline_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> Iter
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info(f"waiting for the closeconv run that holds {settings.lock_path} to finish …")
+        log.warning(f"waiting for the closeconv run that holds {settings.lock_path} to finish …")
         try:
             lock.acquire(timeout=timeout_s)
         except Timeout:

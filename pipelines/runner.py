@@ -7,7 +7,6 @@ before its first step until after its last, so two runs never interleave; a seco
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,10 +41,11 @@ def closeconv_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 @contextmanager
-def _progress_to(stream):
+def _progress_to(stream, level: int):
     logger = logging.getLogger("closeconv.progress")
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("  %(message)s"))
+    handler.setLevel(level)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -63,20 +63,16 @@ def run_pipeline(settings: Settings, quiet: bool = False) -> dg.ExecuteInProcess
     from pipelines.defs.resources import resources_for
 
     settings.check()
-    devnull = open(os.devnull, "w") if quiet else None
-    try:
-        with _progress_to(devnull or sys.stderr), pipeline_lock(settings), closeconv_instance(settings) as instance:
-            job = load_defs().resolve_job_def(CLOSECONV_JOB)
-            return job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                resources=resources_for(settings),
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                tags={"closeconv/launched_by": "closeconv run", "closeconv/landing": str(Path(settings.landing_dir))},
-            )
-    finally:
-        if devnull is not None:
-            devnull.close()
+    # --quiet drops the step lines, never a warning (a rebuilt cache, waiting for another run).
+    with _progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings), closeconv_instance(settings) as instance:
+        job = load_defs().resolve_job_def(CLOSECONV_JOB)
+        return job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            resources=resources_for(settings),
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            tags={"closeconv/launched_by": "closeconv run", "closeconv/landing": str(Path(settings.landing_dir))},
+        )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
