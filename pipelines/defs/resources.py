@@ -96,14 +96,12 @@ def settings_of(
         landing_dir=Path(landing.path), warehouse_path=Path(warehouse.path), workflows_dir=Path(workflows.path),
         reference_dir=Path(reference.path), timezone=warehouse.timezone, allow_shrink=warehouse.allow_shrink,
     )
-    where = {
-        "landing_dir": "landing.path", "warehouse_path": "warehouse.path", "workflows_dir": "workflows.path",
-        "reference_dir": "reference.path", "timezone": "warehouse.timezone", "allow_shrink": "warehouse.allow_shrink",
-    }
-    # A value equal to the default counts as the default (an absent reference folder is fine).
+    # Named in messages as the resource they came from. An absent workflows or reference
+    # folder means "none" here, as for a default: whether it was named on purpose is known
+    # only where the settings were resolved (`closeconv run` checks that before the run).
     settings._origins = {
-        name: f"resource {attr}" if getattr(settings, name) != Settings.model_fields[name].default else "default"
-        for name, attr in where.items()
+        "landing_dir": "resource landing.path", "warehouse_path": "resource warehouse.path",
+        "timezone": "resource warehouse.timezone", "allow_shrink": "resource warehouse.allow_shrink",
     }
     return settings
 
