@@ -55,7 +55,7 @@ def landing_files(
     ignored = ""
     if stats.files_ignored:
         shown = ", ".join(stats.files_ignored[:5]) + (" …" if len(stats.files_ignored) > 5 else "")
-        ignored = (f"; {len(stats.files_ignored)} files of unknown type not read ({shown}): "
+        ignored = (f"; ignored {len(stats.files_ignored)} files of unknown format ({shown}): "
                    "use .jsonl, .ndjson, .jsonl.gz, .csv, .csv.gz or .parquet")
     report(
         context,
