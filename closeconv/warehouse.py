@@ -132,7 +132,12 @@ def _open_staging(path: Path) -> duckdb.DuckDBPyConnection:
         con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         found = con.sql("SELECT value FROM staging_meta WHERE key = 'staging_schema'").fetchall()
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name <> 'staging_meta'").fetchall()[0][0]
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():  # held open by another process (a shell?), not damaged
+            raise PipelineBusyError(
+                f"the staging database {path} is open in another process ({str(exc).splitlines()[0]}); "
+                "close that process (it is pipeline-private), then run again"
+            ) from None
         _set_aside(path, "damaged")
         return _open_staging(path)
     version = found[0][0] if found else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import subprocess
 import time
 from pathlib import Path
@@ -141,3 +142,44 @@ def test_run_history_survives_a_lost_staging_folder(tmp_path):
     shutil.rmtree(Settings(warehouse_path=warehouse).state_dir)
     _run(root)
     assert scalar(warehouse, "SELECT count(*) FROM pipeline_runs") == 2
+
+
+KILLED_BETWEEN_CHUNKS = """
+import os, sys
+from pathlib import Path
+import closeconv.ingest as ingest
+from closeconv.config import Settings
+from closeconv.commands.run import run_pipeline
+
+ingest.VALIDATION_CHUNK_ROWS = 1000  # many chunks in one file
+real_sql, chunks = ingest._validation_sql, []
+
+def validation_sql(where="true"):
+    if "BETWEEN" in where:
+        chunks.append(where)
+        if len(chunks) == 3:  # two chunks of big.jsonl done: die as SIGKILL would, no cleanup
+            os._exit(137)
+    return real_sql(where)
+
+ingest._validation_sql = validation_sql
+root = Path(sys.argv[1])
+run_pipeline(Settings(landing_dir=root / "landing", warehouse_path=root / "wh" / "warehouse.duckdb",
+                      workflows_dir=root / "workflows", reference_dir=root / "reference"), quiet=True)
+"""
+
+
+def test_killed_between_validation_chunks_of_one_file_the_next_run_is_correct(tmp_path):
+    """Deterministic form of a kill mid-validation: the process dies after two of the many
+    validation chunks of one file. That file must not count as validated."""
+    root = project(tmp_path / "p")
+    write_events(root / "landing" / "big.jsonl", range(3000))  # 9000 records, 9 chunks
+    proc = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_CHUNKS, str(root)], env=hermetic_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    warehouse = root / "wh" / "warehouse.duckdb"
+    assert not warehouse.exists()
+    after = _run(root)
+    assert scalar(warehouse, "SELECT count(*) FROM events") == 9000, after.output
+    clean = root / "clean" / "warehouse.duckdb"
+    assert CliRunner().invoke(main, ["run", "--quiet", *run_flags(root, warehouse=clean)]).exit_code == 0
+    assert content_hash(warehouse) == content_hash(clean)
