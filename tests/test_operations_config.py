@@ -4,6 +4,7 @@ entry point, and every configuration problem found before any work, exit 2, with
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,33 @@ def test_config_module_imports_no_dagster():
     code = "import sys, closeconv.config; print('dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=hermetic_env())
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_demo_hints_work_without_uv_on_path(tmp_path):
+    from operations_helpers import CLOSECONV
+
+    env = hermetic_env(PATH="/usr/bin:/bin", CLOSECONV_WORKFLOWS=str(Path(__file__).resolve().parent.parent / "workflows"))
+    import subprocess
+
+    proc = subprocess.run([str(CLOSECONV), "demo", "--conversations", "30", "--seed", "1"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hints = proc.stdout.split("Next:", 1)[1].strip().splitlines()
+    assert len(hints) >= 3
+    for hint in hints:
+        tool = Path(hint.split()[0])
+        assert tool.is_absolute() and os.access(tool, os.X_OK), hint
+    shell = [h for h in hints if "duckdb" in h.split()[0]][0].split("#")[0].split()
+    out = subprocess.run([*shell, "-csv", "SELECT count(*) > 0 AS ok FROM conversations"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["ok", "true"], out.stderr
+
+
+def test_generated_state_is_git_ignored():
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    for path in ("data/reference/users.csv", "data/.dagster/history/runs.db", "data/.closeconv/pipeline.lock",
+                 "data/warehouse.duckdb", ".tmp_dagster_home_abc/x"):
+        proc = subprocess.run(["git", "check-ignore", "-q", path], cwd=repo)
+        assert proc.returncode == 0, f"{path} is not git-ignored"
