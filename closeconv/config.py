@@ -1,48 +1,87 @@
-"""Run settings: where the landing folder, warehouse, workflows and reference data live."""
+"""Run settings: where the landing folder, warehouse, workflows and reference data live.
+
+One resolution for every entry point (`closeconv run`, `dg dev`, what-if, the dashboard):
+flags (init arguments) win over environment variables, which win over the project's `.env`,
+which wins over the defaults. pydantic-settings does the resolving; this module only adds
+where each value came from (for error messages) and the checks that run before any work.
+"""
 
 from __future__ import annotations
 
+import csv
+import difflib
 import os
-from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-ENV_PREFIX = "CLOSECONV_"
-DEFAULTS: dict[str, str] = {
-    "landing_dir": "data/landing",
-    "warehouse_path": "data/warehouse.duckdb",
-    "workflows_dir": "workflows",
-    "reference_dir": "data/reference",
-    "timezone": "UTC",
-}
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE = ".env"
+
+# Setting → (environment variable, flag). The variable names are the public contract.
 ENV_NAMES: dict[str, str] = {
     "landing_dir": "CLOSECONV_LANDING",
     "warehouse_path": "CLOSECONV_WAREHOUSE",
     "workflows_dir": "CLOSECONV_WORKFLOWS",
     "reference_dir": "CLOSECONV_REFERENCE",
     "timezone": "CLOSECONV_TIMEZONE",
+    "allow_shrink": "CLOSECONV_ALLOW_SHRINK",
+    "dagster_home": "DAGSTER_HOME",
+    "auto_close_hours": "CLOSECONV_AUTO_CLOSE_HOURS",
 }
-
-
-AUTO_CLOSE_ENV = "CLOSECONV_AUTO_CLOSE_HOURS"
+AUTO_CLOSE_ENV = ENV_NAMES["auto_close_hours"]
+FLAGS: dict[str, str] = {
+    "landing_dir": "--landing",
+    "warehouse_path": "--warehouse",
+    "workflows_dir": "--workflows",
+    "reference_dir": "--reference",
+    "timezone": "--timezone",
+    "allow_shrink": "--allow-shrink",
+    "auto_close_hours": "--auto-close-hours",
+}
 
 
 class ConfigError(ValueError):
     """A setting is wrong. The message says which, where it came from, and the fix."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    landing_dir: Path = Path(DEFAULTS["landing_dir"])
-    warehouse_path: Path = Path(DEFAULTS["warehouse_path"])
-    workflows_dir: Path = Path(DEFAULTS["workflows_dir"])
-    reference_dir: Path = Path(DEFAULTS["reference_dir"])
-    timezone: str = DEFAULTS["timezone"]
-    # auto-close (closeconv/auto_close.py): hours as given, None = off; kept apart from DEFAULTS
-    # because it is optional and has no default path.
-    auto_close_hours: str | None = None
+class Settings(BaseSettings):
+    """Every closeconv setting. `Settings()` reads the environment and `.env`; keyword
+    arguments (flags) win. Use `resolve_settings(flags)` to also record where each came from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSECONV_", env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", frozen=True, validate_by_name=True
+    )
+
+    landing_dir: Path = Field(Path("data/landing"), validation_alias="CLOSECONV_LANDING")
+    warehouse_path: Path = Field(
+        Path("data/warehouse.duckdb"), validation_alias="CLOSECONV_WAREHOUSE"
+    )
+    workflows_dir: Path = Field(Path("workflows"), validation_alias="CLOSECONV_WORKFLOWS")
+    reference_dir: Path = Field(
+        Path("data/reference"), validation_alias="CLOSECONV_REFERENCE"
+    )
+    timezone: str = Field("UTC", validation_alias="CLOSECONV_TIMEZONE")
+    # Publish even if the new warehouse has fewer events than the one it replaces.
+    allow_shrink: bool = Field(False, validation_alias="CLOSECONV_ALLOW_SHRINK")
+    # The Dagster instance (run history, sensor cursor). Unset: `<warehouse folder>/.dagster`.
+    dagster_home: Path | None = Field(None, validation_alias="DAGSTER_HOME")
+    # Derive respond.io's auto-close (closeconv/auto_close.py): hours as given, None = off.
+    # Kept as text so that `check()` can name where a bad value came from.
+    auto_close_hours: str | None = Field(None, validation_alias="CLOSECONV_AUTO_CLOSE_HOURS")
+
     # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
-    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def origins(self) -> dict[str, str]:
+        return self._origins
+
+    def origin(self, name: str) -> str:
+        return self._origins.get(name, "default")
 
     @property
     def state_dir(self) -> Path:
@@ -53,94 +92,146 @@ class Settings:
     def staging_path(self) -> Path:
         return self.state_dir / f"{self.warehouse_path.stem}.staging.duckdb"
 
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "pipeline.lock"
 
-    def validate(self) -> "Settings":
-        """Raise ConfigError naming the setting, its origin and the fix."""
-        def where(name: str) -> str:
-            return self.origins.get(name, "default")
+    @property
+    def instance_dir(self) -> Path:
+        """The Dagster instance folder closeconv records runs in (DAGSTER_HOME wins)."""
+        if self.dagster_home is not None:
+            return self.dagster_home.expanduser().absolute()
+        return (self.warehouse_path.parent / ".dagster").absolute()
 
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"unknown timezone {self.timezone!r} (from {where('timezone')}). "
-                "Use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'."
-            ) from None
+    def with_(self, **changes: Any) -> "Settings":
+        copy = self.model_copy(update=changes)
+        copy._origins = {**self._origins, **{k: "code" for k in changes}}
+        return copy
+
+    def check(self, *, landing: bool = True, inputs: bool = True) -> "Settings":
+        """Raise ConfigError naming the setting, its origin and the fix; before any work.
+
+        `landing=False` for readers that do not need the landing folder (what-if, dashboard);
+        `inputs=False` skips reading the reference files and the workflow definitions."""
+        check_timezone(self.timezone, self.origin("timezone"))
+        self.auto_close()
+        if landing:
+            self._check_landing()
+        for name, what in (("workflows_dir", "workflows"), ("reference_dir", "reference")):
+            path = getattr(self, name)
+            # A folder named on purpose must exist: a typo must not silently mean "no workflows".
+            if self.origin(name) != "default" and not path.exists():
+                raise ConfigError(
+                    f"{what} folder {str(path)!r} does not exist (from {self.origin(name)}). "
+                    f"Create it, fix the path, or leave {FLAGS[name]} / {ENV_NAMES[name]} unset for the default."
+                )
+            if path.exists() and not path.is_dir():
+                raise ConfigError(
+                    f"{what} path {str(path)!r} is not a folder (from {self.origin(name)}). "
+                    f"Fix: point {FLAGS[name]} / {ENV_NAMES[name]} at a folder."
+                )
+        if inputs:
+            check_reference_files(self.reference_dir)
+            if self.workflows_dir.is_dir():
+                from closeconv.workflows import load_workflows
+
+                load_workflows(self.workflows_dir)  # raises WorkflowValidationError (a ConfigError)
+        return self
+
+    def auto_close(self) -> float | None:
+        """The auto-close hours as a number (None: off); ConfigError naming the origin when bad."""
         from closeconv.auto_close import parse_auto_close_hours
 
         try:
-            parse_auto_close_hours(self.auto_close_hours, where("auto_close_hours"))
+            return parse_auto_close_hours(self.auto_close_hours, self.origin("auto_close_hours"))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _check_landing(self) -> None:
+        where = self.origin("landing_dir")
         if self.landing_dir.exists() and not self.landing_dir.is_dir():
             raise ConfigError(
-                f"landing folder {str(self.landing_dir)!r} is a file, not a folder (from {where('landing_dir')}). "
+                f"landing folder {str(self.landing_dir)!r} is a file, not a folder (from {where}). "
                 "Point --landing / CLOSECONV_LANDING at the folder that holds the event files."
             )
         if not self.landing_dir.is_dir():
             raise ConfigError(
-                f"landing folder {str(self.landing_dir)!r} does not exist (from {where('landing_dir')}). "
+                f"landing folder {str(self.landing_dir)!r} does not exist (from {where}). "
                 "Create it and drop event files into it, or point --landing / CLOSECONV_LANDING at "
                 "an existing folder (`closeconv generate --out DIR` writes sample data)."
             )
-        # A folder named on purpose must exist: a typo must not silently mean "no workflows".
-        for name, flag in (("workflows_dir", "--workflows / CLOSECONV_WORKFLOWS"), ("reference_dir", "--reference / CLOSECONV_REFERENCE")):
-            path = getattr(self, name)
-            if where(name) != "default" and not path.exists():
-                raise ConfigError(
-                    f"{name.split('_')[0]} folder {str(path)!r} does not exist (from {where(name)}). "
-                    f"Create it, fix the path, or leave {flag} unset for the default."
-                )
-        if self.workflows_dir.exists() and not self.workflows_dir.is_dir():
-            raise ConfigError(
-                f"workflows path {str(self.workflows_dir)!r} is not a folder (from {where('workflows_dir')})."
-            )
-        if self.reference_dir.exists() and not self.reference_dir.is_dir():
-            raise ConfigError(
-                f"reference path {str(self.reference_dir)!r} is not a folder (from {where('reference_dir')})."
-            )
-        return self
-
-    def to_env(self) -> dict[str, str]:
-        """The same settings as CLOSECONV_* environment variables (what Dagster resources read)."""
-        return {
-            ENV_NAMES["landing_dir"]: str(self.landing_dir),
-            ENV_NAMES["warehouse_path"]: str(self.warehouse_path),
-            ENV_NAMES["workflows_dir"]: str(self.workflows_dir),
-            ENV_NAMES["reference_dir"]: str(self.reference_dir),
-            ENV_NAMES["timezone"]: self.timezone,
-            AUTO_CLOSE_ENV: self.auto_close_hours or "",  # "" = off, even if the shell sets it
-        }
 
 
-def resolve_settings(flags: dict[str, object | None] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Flags win over environment variables, which win over defaults."""
-    flags = flags or {}
-    environ = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    origins: dict[str, str] = {}
-    for name, default in DEFAULTS.items():
-        flag = flags.get(name)
-        env_name = ENV_NAMES[name]
-        if flag not in (None, ""):
-            values[name], origins[name] = flag, f"--{name.split('_')[0]}"
-        elif environ.get(env_name):
-            values[name], origins[name] = environ[env_name], env_name
-        else:
-            values[name], origins[name] = default, "default"
-    auto_close = flags.get("auto_close_hours")
-    if auto_close not in (None, ""):
-        origins["auto_close_hours"] = "--auto-close-hours"
-    elif environ.get(AUTO_CLOSE_ENV):
-        auto_close, origins["auto_close_hours"] = environ[AUTO_CLOSE_ENV], AUTO_CLOSE_ENV
-    return Settings(
-        landing_dir=Path(str(values["landing_dir"])),
-        warehouse_path=Path(str(values["warehouse_path"])),
-        workflows_dir=Path(str(values["workflows_dir"])),
-        reference_dir=Path(str(values["reference_dir"])),
-        timezone=str(values["timezone"]),
-        auto_close_hours=None if auto_close in (None, "") else str(auto_close),
-        origins=origins,
+@lru_cache(maxsize=1)
+def duckdb_timezones() -> frozenset[str]:
+    """The timezone names DuckDB accepts (its ICU list): the pipeline computes days with it."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return frozenset(r[0] for r in con.sql("SELECT name FROM pg_timezone_names()").fetchall())
+    finally:
+        con.close()
+
+
+def check_timezone(name: str, origin: str = "default") -> None:
+    names = duckdb_timezones()
+    if name in names:
+        return
+    by_lower = {n.lower(): n for n in names}
+    close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)]
+    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(
+        f"unknown timezone {name!r} (from {origin}). {hint}"
+        "Use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York' "
+        "(system aliases like 'localtime' or 'posixrules' are not timezones)."
     )
+
+
+def check_reference_files(reference_dir: Path) -> None:
+    """Read every reference file present, strictly: a bad one is a ConfigError naming it."""
+    from closeconv.reference import REFERENCE_FILES, load_reference
+
+    for name in REFERENCE_FILES:
+        path = reference_dir / name
+        if not path.exists():
+            continue
+        try:
+            load_reference(reference_dir, name)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}). Fix: save it as UTF-8 CSV.") from None
+        except (OSError, csv.Error) as exc:
+            raise ConfigError(
+                f"{path}: cannot be read ({type(exc).__name__}: {exc}). "
+                "Fix: make it a readable CSV file, or remove it (reference files are optional)."
+            ) from None
+
+
+def resolve_settings(flags: dict[str, object | None] | None = None, env_file: str | Path | None = ENV_FILE) -> Settings:
+    """Flags win over environment variables, which win over `.env`, which wins over defaults.
+
+    `flags` maps setting names (landing_dir, warehouse_path, ...) to values; None or "" means
+    "not given". Invalid values (e.g. CLOSECONV_ALLOW_SHRINK=maybe) raise ConfigError."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in (flags or {}).items() if v not in (None, "") and k in Settings.model_fields}
+    dotenv = {k: v for k, v in (dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}).items() if v}
+    try:
+        settings = Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_NAMES.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}. Fix the value or unset it.") from None
+    origins: dict[str, str] = {}
+    for name, env_name in ENV_NAMES.items():
+        if name in given:
+            origins[name] = FLAGS.get(name, name)
+        elif os.environ.get(env_name):
+            origins[name] = env_name
+        elif dotenv.get(env_name):
+            origins[name] = f"{env_name} in {env_file}"
+        else:
+            origins[name] = "default"
+    settings._origins = origins
+    return settings

@@ -16,6 +16,7 @@ import hashlib
 import sys
 import gzip
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from closeconv.contract import (
     REQUIRED_FIELDS,
     USER_ID_REQUIRED_FOR_USER_SOURCE,
 )
+from closeconv.progress import progress_logger
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -116,20 +118,70 @@ def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _ensure_validated_table(con: duckdb.DuckDBPyConnection) -> None:
-    """The per-file validation cache; emptied whenever the validation rules themselves change."""
+    """The per-file validation cache; emptied whenever the validation rules themselves change.
+
+    A file's validated records count only once `validated_files` names its version: both are
+    written in the same transaction, so a run killed mid-file leaves no half-validated file."""
     sql = _validation_sql("false")
     rules_version = hashlib.sha256(sql.encode()).hexdigest()[:16]
     con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     known = con.sql("SELECT value FROM staging_meta WHERE key = 'validation_rules'").fetchall()
-    if known and known[0][0] != rules_version:
-        con.sql("DROP TABLE IF EXISTS validated_records")
-    con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
-    con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
+    with _transaction(con):
+        if known and known[0][0] != rules_version:
+            con.sql("DROP TABLE IF EXISTS validated_records")
+            con.sql("DROP TABLE IF EXISTS validated_files")
+        con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
+        con.sql("CREATE TABLE IF NOT EXISTS validated_files (file VARCHAR PRIMARY KEY, fingerprint VARCHAR, records BIGINT)")
+        con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection):
+    con.sql("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.sql("ROLLBACK")
+        raise
+    con.sql("COMMIT")
 
 
 def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    for table in ("raw_records", "validated_records", "landing_files"):
+    for table in ("raw_records", "validated_records", "validated_files", "landing_files"):
         con.sql(f"DELETE FROM {table} WHERE file = ?", params=[name])
+
+
+def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
+    """A cache entry whose row count disagrees with its own bookkeeping is forgotten (and redone)."""
+    damaged = [r[0] for r in con.sql(
+        """
+        SELECT lf.file FROM landing_files lf
+        LEFT JOIN (SELECT file, count(*) AS n FROM raw_records GROUP BY file) r USING (file)
+        WHERE coalesce(r.n, 0) <> lf.records
+        UNION
+        SELECT r.file FROM (SELECT DISTINCT file FROM raw_records) r ANTI JOIN landing_files USING (file)
+        """
+    ).fetchall()]
+    unvalidated = [r[0] for r in con.sql(
+        """
+        SELECT vf.file FROM validated_files vf
+        LEFT JOIN (SELECT file, count(*) AS n FROM validated_records GROUP BY file) v USING (file)
+        WHERE coalesce(v.n, 0) <> vf.records
+        UNION
+        SELECT v.file FROM (SELECT DISTINCT file FROM validated_records) v ANTI JOIN validated_files USING (file)
+        """
+    ).fetchall()]
+    with _transaction(con):
+        for name in damaged:
+            _forget_file(con, name)
+        for name in unvalidated:
+            con.sql("DELETE FROM validated_records WHERE file = ?", params=[name])
+            con.sql("DELETE FROM validated_files WHERE file = ?", params=[name])
+    if damaged or unvalidated:
+        progress_logger.warning(
+            f"staging cache: {len(damaged)} parsed and {len(unvalidated)} validated file(s) were incomplete "
+            "(an interrupted run?); redoing them"
+        )
 
 
 def _jsonl_batches(path: Path):
@@ -348,14 +400,20 @@ def _restage_file(
 
 
 def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
-    """Bring `raw_records` in line with the landing folder: parse new or changed files only."""
+    """Bring `raw_records` in line with the landing folder: parse new or changed files only.
+
+    Files of an unknown type are listed in `landing_unknown_files` (counted in the summary and
+    in `pipeline_runs`), never skipped silently."""
     _ensure_raw_tables(con)
+    _drop_damaged_cache_entries(con)
     files, ignored = discover_landing_files(landing_dir)
     stats = IngestStats(files_total=len(files), files_ignored=ignored)
+    con.sql("CREATE OR REPLACE TABLE landing_unknown_files AS SELECT unnest(?::VARCHAR[]) AS file", params=[ignored])
     known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())
     present = {f.name for f in files}
-    for gone in sorted(set(known) - present):
-        _forget_file(con, gone)
+    with _transaction(con):
+        for gone in sorted(set(known) - present):
+            _forget_file(con, gone)
     now = datetime.now(timezone.utc)
     for f in files:
         if known.get(f.name) == f.fingerprint:
@@ -589,16 +647,26 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     # Validation is per record, so it is cached per file version like parsing: only files not
     # validated yet are validated. Chunks of about VALIDATION_CHUNK_ROWS records keep the
     # materialized stages in memory; one statement over tens of millions spills to disk.
-    chunks = con.sql(
-        f"""
-        SELECT file, min(line), max(line) FROM raw_records
-        WHERE file NOT IN (SELECT DISTINCT file FROM validated_records)
-        GROUP BY file, line // {VALIDATION_CHUNK_ROWS} ORDER BY 1, 2
+    pending = con.sql(
+        """
+        SELECT lf.file, lf.fingerprint, lf.records FROM landing_files lf
+        ANTI JOIN validated_files vf ON vf.file = lf.file AND vf.fingerprint = lf.fingerprint
+        ORDER BY 1
         """
     ).fetchall()
-    for file, first, last in chunks:
+    for file, fingerprint, records in pending:
         escaped = file.replace("'", "''")
-        con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))
+        chunks = con.sql(
+            f"SELECT min(line), max(line) FROM raw_records WHERE file = ? "
+            f"GROUP BY line // {VALIDATION_CHUNK_ROWS} ORDER BY 1",
+            params=[file],
+        ).fetchall()
+        # One transaction per file: its records and its `validated_files` row land together.
+        with _transaction(con):
+            con.sql("DELETE FROM validated_records WHERE file = ?", params=[file])
+            for first, last in chunks:
+                con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))
+            con.sql("INSERT OR REPLACE INTO validated_files VALUES (?, ?, ?)", params=[file, fingerprint, records])
     con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;

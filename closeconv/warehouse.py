@@ -10,9 +10,8 @@ rename leaves the previous warehouse untouched.
 
 from __future__ import annotations
 
-import fcntl
+import logging
 import os
-import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,12 +19,16 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+from filelock import FileLock, Timeout
 
 from closeconv.config import Settings
 from closeconv.workflows.drift import drift_contacts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PUBLISH_STORAGE_VERSION = "v1.5.0"
+# Bump when the staging tables change shape: an older staging database is rebuilt, not migrated
+# (it is a cache of the landing folder; rebuilding it costs one full parse).
+STAGING_SCHEMA_VERSION = 2
 
 # Tables analysts see, in the order they are documented (docs/warehouse.md).
 PUBLIC_TABLES: tuple[str, ...] = (
@@ -40,11 +43,27 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "pipeline_runs",
 )
 
-LOCK_TIMEOUT_S = 600.0
+# pipeline_runs, in documented order. A column added later reads NULL on older rows.
+PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "VARCHAR"), ("published_at", "TIMESTAMPTZ"), ("timezone", "VARCHAR"),
+    ("landing_files", "BIGINT"), ("files_unknown_type", "BIGINT"), ("records_read", "BIGINT"),
+    ("events_loaded", "BIGINT"), ("duplicates_dropped", "BIGINT"), ("records_rejected", "BIGINT"),
+    ("conversations_open", "BIGINT"), ("conversations_closed", "BIGINT"), ("workflow_runs", "BIGINT"),
+    ("workflow_actions", "BIGINT"), ("workflow_drift", "BIGINT"), ("schema_version", "INTEGER"),
+)
+
+# How long a second run waits for the one holding the pipeline before giving up.
+LOCK_TIMEOUT_S = 3600.0
+
+log = logging.getLogger("closeconv.progress")
 
 
 class PipelineBusyError(RuntimeError):
     pass
+
+
+class ShrinkRefused(RuntimeError):
+    """The new warehouse would hold fewer events than the published one (see `publish`)."""
 
 
 def connect_memory() -> duckdb.DuckDBPyConnection:
@@ -53,36 +72,91 @@ def connect_memory() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def pipeline_lock_for(settings: Settings) -> FileLock:
+    """The lock one closeconv run holds from its first step to its last.
+
+    A singleton per path, so a step inside a run that holds it re-enters instead of waiting."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(settings.lock_path, is_singleton=True, thread_local=False)
+
+
 @contextmanager
 def pipeline_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Serialize pipeline steps across processes (a schedule and a sensor may overlap)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.state_dir / "pipeline.lock", "w") as fh:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PipelineBusyError(
-                        f"another closeconv run holds {settings.state_dir / 'pipeline.lock'} "
-                        f"for over {timeout_s:.0f}s"
-                    ) from None
-                time.sleep(0.2)
+    """Hold the pipeline; wait (saying so) while another run holds it."""
+    lock = pipeline_lock_for(settings)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning(f"waiting for the closeconv run that holds {settings.lock_path} to finish …")
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            lock.acquire(timeout=timeout_s)
+        except Timeout:
+            raise PipelineBusyError(
+                f"another closeconv run has held {settings.lock_path} for over {timeout_s:.0f}s; "
+                "wait for it to end (or stop it), then run again"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def pipeline_busy(settings: Settings) -> bool:
+    """True while some process holds the pipeline (a probe: never waits)."""
+    lock = FileLock(settings.lock_path, thread_local=False)  # not the singleton: a real probe
+    if not settings.lock_path.exists():
+        return False
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def _set_aside(path: Path, why: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.{why}-{stamp}")
+    path.rename(aside)
+    wal = Path(str(path) + ".wal")
+    if wal.exists():
+        wal.rename(Path(str(aside) + ".wal"))
+    log.warning(f"staging database {path} was {why}; moved it to {aside.name} and rebuilding it from the landing folder")
+
+
+def _open_staging(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the staging database; a damaged or outdated one is set aside and rebuilt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path))
+        con.sql("SET TimeZone = 'UTC'")
+        con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        found = con.sql("SELECT value FROM staging_meta WHERE key = 'staging_schema'").fetchall()
+        tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name <> 'staging_meta'").fetchall()[0][0]
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():  # held open by another process (a shell?), not damaged
+            raise PipelineBusyError(
+                f"the staging database {path} is open in another process ({str(exc).splitlines()[0]}); "
+                "close that process (it is pipeline-private), then run again"
+            ) from None
+        _set_aside(path, "damaged")
+        return _open_staging(path)
+    version = found[0][0] if found else None
+    if version is None and tables == 0:
+        con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('staging_schema', ?)", params=[str(STAGING_SCHEMA_VERSION)])
+    elif version != str(STAGING_SCHEMA_VERSION):
+        con.close()
+        _set_aside(path, f"outdated (staging schema {version or 1}, expected {STAGING_SCHEMA_VERSION})")
+        return _open_staging(path)
+    return con
 
 
 @contextmanager
 def staging_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The pipeline-private staging database, under the pipeline lock."""
     with pipeline_lock(settings):
-        con = duckdb.connect(str(settings.staging_path))
+        con = _open_staging(settings.staging_path)
         try:
-            con.sql("SET TimeZone = 'UTC'")
             yield con
         finally:
             con.close()
@@ -99,64 +173,131 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.sql("COMMIT")
 
 
-def ensure_pipeline_runs(con: duckdb.DuckDBPyConnection) -> None:
-    con.sql(
-        """
-        CREATE TABLE IF NOT EXISTS pipeline_runs (
-            run_id VARCHAR, published_at TIMESTAMPTZ, timezone VARCHAR, landing_files BIGINT,
-            records_read BIGINT, events_loaded BIGINT, duplicates_dropped BIGINT,
-            records_rejected BIGINT, conversations_open BIGINT, conversations_closed BIGINT,
-            workflow_runs BIGINT, workflow_actions BIGINT, workflow_drift BIGINT,
-            schema_version INTEGER)
-        """
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _attach_previous(con: duckdb.DuckDBPyConnection, target: Path) -> bool:
+    """Attach the published warehouse read-only as `previous`, if there is a readable one."""
+    if not target.exists():
+        return False
+    try:
+        con.sql(f"ATTACH '{_sql_path(target)}' AS previous (READ_ONLY)")
+        con.sql("SELECT count(*) FROM previous.events").fetchall()
+        return True
+    except duckdb.Error as exc:
+        con.sql("DETACH DATABASE IF EXISTS previous")
+        log.warning(f"the published warehouse {target} cannot be read ({exc}); replacing it, without its run history")
+        return False
+
+
+def _shrink_reason(con: duckdb.DuckDBPyConnection, before: int, after: int) -> str:
+    gone = [r[0] for r in con.sql(
+        "SELECT DISTINCT source_file FROM previous.events EXCEPT SELECT file FROM landing_files ORDER BY 1"
+    ).fetchall()]
+    rejected, read = con.sql(
+        "SELECT (SELECT count(*) FROM rejected_events), coalesce((SELECT sum(records) FROM landing_files), 0)"
+    ).fetchall()[0]
+    why = []
+    if gone:
+        shown = ", ".join(gone[:5]) + (" …" if len(gone) > 5 else "")
+        why.append(f"{len(gone)} file(s) that fed the published events are gone from the landing folder ({shown})")
+    if read and rejected == read:
+        why.append(f"all {read:,} records read were rejected (see the reasons above, or rejected_events)")
+    elif rejected:
+        why.append(f"{rejected:,} of {read:,} records read were rejected")
+    if not read:
+        why.append("the landing folder holds no records")
+    return (
+        f"refusing to publish: this run has {after:,} events, fewer than the {before:,} in the published "
+        f"warehouse; {'; '.join(why) or 'events were removed from the landing files'}. The published "
+        "warehouse was kept. If the smaller warehouse is intended, run again with --allow-shrink "
+        "(or CLOSECONV_ALLOW_SHRINK=1)."
     )
 
 
-def publish(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> dict[str, int]:
-    """Copy the public tables from staging (`con`) into a new file and swap it in atomically."""
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    *,
+    allow_shrink: bool = False,
+) -> dict[str, int]:
+    """Copy the public tables from staging (`con`) into a new file and swap it in atomically.
+
+    The run history (`pipeline_runs`) comes from the published file itself, so only runs that
+    really published are in it, whatever happened to the staging database. Raises
+    ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
+    published one and `allow_shrink` is not set."""
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.publish-*"):
         stale.unlink(missing_ok=True)  # left by a run that was killed mid-publish
     tmp = target.parent / f".{target.name}.publish-{uuid.uuid4().hex[:12]}"
-    ensure_pipeline_runs(con)
     counts = {
         t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in PUBLIC_TABLES if t != "pipeline_runs"
     }
     conv = dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY status").fetchall())
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
-    con.sql(
-        "INSERT INTO pipeline_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        params=[
-            run_id, datetime.now(timezone.utc), settings.timezone, landing[0], landing[1],
-            counts["events"], con.sql("SELECT coalesce(max(duplicates_dropped), 0) FROM ingest_counts").fetchall()[0][0],
-            counts["rejected_events"], conv.get("open", 0), conv.get("closed", 0),
-            # drifted contacts, the figure `closeconv run` prints (a contact can have several rows)
-            counts["workflow_runs"], counts["workflow_actions"], drift_contacts(con), SCHEMA_VERSION,
-        ],
-    )
-    tmp_sql = str(tmp).replace("'", "''")
+    files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
+    has_previous = _attach_previous(con, target)
     try:
-        con.sql(f"ATTACH '{tmp_sql}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
+        history_select = "SELECT * FROM new_run"
+        if has_previous:
+            before = con.sql("SELECT count(*) FROM previous.events").fetchall()[0][0]
+            if counts["events"] < before and not allow_shrink:
+                raise ShrinkRefused(_shrink_reason(con, before, counts["events"]))
+            old = {r[0] for r in con.sql(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'previous' AND table_name = 'pipeline_runs'"
+            ).fetchall()}
+            if old:
+                cols = ", ".join(c if c in old else f"NULL::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS)
+                history_select = f"SELECT {cols} FROM previous.pipeline_runs UNION ALL SELECT * FROM new_run"
+        values = {
+            "run_id": run_id, "published_at": datetime.now(timezone.utc), "timezone": settings.timezone,
+            "landing_files": landing[0], "files_unknown_type": files_unknown_type, "records_read": landing[1],
+            "events_loaded": counts["events"],
+            "duplicates_dropped": con.sql("SELECT coalesce(max(duplicates_dropped), 0) FROM ingest_counts").fetchall()[0][0],
+            "records_rejected": counts["rejected_events"], "conversations_open": conv.get("open", 0),
+            "conversations_closed": conv.get("closed", 0), "workflow_runs": counts["workflow_runs"],
+            "workflow_actions": counts["workflow_actions"],
+            # drifted contacts, the figure `closeconv run` prints (a contact can have several rows)
+            "workflow_drift": drift_contacts(con),
+            "schema_version": SCHEMA_VERSION,
+        }
+        con.sql(
+            "CREATE OR REPLACE TEMP TABLE new_run AS SELECT "
+            + ", ".join(f"?::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS),
+            params=[values[c] for c, _ in PIPELINE_RUNS_COLUMNS],
+        )
+        con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
         for t in PUBLIC_TABLES:
-            con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {t}")
+            source = f"({history_select}) ORDER BY published_at" if t == "pipeline_runs" else t
+            con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {source}")
         con.sql(
             "CREATE TABLE publish_target.closeconv_meta AS "
             "SELECT ? AS schema_version, ? AS run_id, ?::TIMESTAMPTZ AS published_at, ? AS timezone",
-            params=[SCHEMA_VERSION, run_id, datetime.now(timezone.utc), settings.timezone],
+            params=[SCHEMA_VERSION, run_id, values["published_at"], settings.timezone],
         )
         con.sql("DETACH publish_target")
+        con.sql("DETACH DATABASE IF EXISTS previous")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power cut
+        finally:
+            os.close(dir_fd)
     except BaseException:
-        # Nothing was published: forget this run, or the next publish would list it as published.
         con.sql("DETACH DATABASE IF EXISTS publish_target")
-        con.sql("DELETE FROM pipeline_runs WHERE run_id = ?", params=[run_id])
+        con.sql("DETACH DATABASE IF EXISTS previous")
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        con.sql("DROP TABLE IF EXISTS new_run")
     return counts
 
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from closeconv import schemas
-from pipelines.defs.resources import LandingResource
+from pipelines.defs.resources import LandingResource, WarehouseResource
 
 EXPECTED_ASSETS = {
     "landing_files",
@@ -81,14 +81,40 @@ def test_landing_sensor_is_running(definitions):
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def test_resources_come_from_closeconv_environment_variables(definitions):
-    assert {"warehouse", "landing", "workflows", "reference"} <= set(definitions.resources)
+def test_resources_come_from_closeconv_environment_variables(tmp_path, monkeypatch):
+    """`dg dev` loads the definitions: their resources hold the values the environment sets
+    (the same resolver as `closeconv run`), and the defaults when nothing is set."""
+    from pipelines.defs.resources import resources as resource_defs
+
+    for name in list(os.environ):
+        if name.startswith("CLOSECONV_") or name == "DAGSTER_HOME":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    defaults = resource_defs().resources
+    assert defaults["landing"].path == "data/landing"
+    assert defaults["warehouse"].path == "data/warehouse.duckdb" and defaults["warehouse"].timezone == "UTC"
+    assert defaults["warehouse"].allow_shrink is False
+
+    monkeypatch.setenv("CLOSECONV_LANDING", str(tmp_path / "in"))
+    monkeypatch.setenv("CLOSECONV_WAREHOUSE", str(tmp_path / "wh.duckdb"))
+    monkeypatch.setenv("CLOSECONV_WORKFLOWS", str(tmp_path / "wf"))
+    monkeypatch.setenv("CLOSECONV_REFERENCE", str(tmp_path / "ref"))
+    monkeypatch.setenv("CLOSECONV_ALLOW_SHRINK", "true")
+    (tmp_path / ".env").write_text("CLOSECONV_TIMEZONE=Europe/Berlin\n")  # .env counts too
+    got = resource_defs().resources
+    assert got["landing"].path == str(tmp_path / "in")
+    assert got["warehouse"].path == str(tmp_path / "wh.duckdb")
+    assert got["warehouse"].timezone == "Europe/Berlin" and got["warehouse"].allow_shrink is True
+    assert got["workflows"].path == str(tmp_path / "wf")
+    assert got["reference"].path == str(tmp_path / "ref")
 
 
 def _tick(sensor, landing: LandingResource, cursor: str | None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"landing": landing})
-    result = sensor(context)
-    return result, context.cursor
+    resources = {"landing": landing, "warehouse": WarehouseResource(path=str(landing.folder().parent / "wh.duckdb"))}
+    with dg.DagsterInstance.ephemeral() as instance:
+        with dg.build_sensor_context(cursor=cursor, resources=resources, instance=instance) as context:
+            result = sensor(context)
+            return result, context.cursor
 
 
 def test_landing_sensor_requests_a_run_only_when_the_folder_changes(definitions, tmp_path):
@@ -135,3 +161,30 @@ def test_landing_sensor_requests_a_run_only_when_the_folder_changes(definitions,
     removed, cursor4 = _tick(sensor, landing, cursor3)
     assert isinstance(removed, dg.RunRequest)
     assert cursor4 not in (cursor2, cursor3)
+
+
+def test_job_really_materializes_every_asset_and_runs_every_check(definitions, tmp_path):
+    from closeconv.config import Settings
+    from pipelines.defs.resources import resources_for
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    events = [
+        {"event_id": "e1", "event_type": "message.received", "occurred_at": "2026-03-02T09:00:00Z", "contact_id": "c1"},
+        {"event_id": "e2", "event_type": "conversation.closed", "occurred_at": "2026-03-02T09:05:00Z",
+         "contact_id": "c1", "source": "user", "user_id": "u1"},
+    ]
+    (landing / "a.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    settings = Settings(landing_dir=landing, warehouse_path=tmp_path / "wh" / "warehouse.duckdb",
+                        workflows_dir=tmp_path / "workflows", reference_dir=tmp_path / "reference")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = definitions.resolve_job_def("closeconv_job").execute_in_process(
+            instance=instance, resources=resources_for(settings), raise_on_error=False)
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == EXPECTED_ASSETS
+    evaluations = {(e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
+                   e.event_specific_data.passed
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert EXPECTED_BLOCKING_CHECKS <= set(evaluations) and all(evaluations.values())
+    assert settings.warehouse_path.is_file()

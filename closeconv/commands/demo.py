@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -24,7 +26,10 @@ def command(conversations: int, seed: int, timezone: str | None) -> None:
     """
     from closeconv.sample import generate_sample, write_reference
 
-    settings = resolve_settings({"timezone": timezone})
+    try:
+        settings = resolve_settings({"timezone": timezone}).check(landing=False)
+    except ConfigError as exc:
+        raise ConfigurationFailed(str(exc)) from None
     settings.landing_dir.mkdir(parents=True, exist_ok=True)
     files, _ = discover_landing_files(settings.landing_dir)
     if files:
@@ -46,8 +51,10 @@ def command(conversations: int, seed: int, timezone: str | None) -> None:
         raise SystemExit(1)
     print_summary(settings, time.perf_counter() - started)
     click.echo("")
-    click.echo("Next (the project environment is .venv; `uv run CMD` works too):")
-    click.echo("  .venv/bin/duckdb -readonly data/warehouse.duckdb   # SQL shell on the warehouse (docs/warehouse.md)")
-    click.echo("  .venv/bin/dg dev                                   # Dagster UI: assets, checks, schedule, sensor")
-    click.echo("  .venv/bin/closeconv workflows validate             # check workflows/*.yaml (docs/workflows.md)")
-    click.echo("  .venv/bin/closeconv --help                         # everything else")
+    # The tools sit beside this interpreter: the hints work with or without uv on PATH.
+    bin_dir = Path(sys.executable).parent
+    click.echo("Next:")
+    click.echo(f"  {bin_dir / 'duckdb'} -readonly {settings.warehouse_path}   # SQL shell on the warehouse (docs/warehouse.md)")
+    click.echo(f"  {bin_dir / 'dg'} dev   # Dagster UI: assets, checks, schedule, sensor, this run's history")
+    click.echo(f"  {bin_dir / 'closeconv'} workflows validate   # check workflows/*.yaml (docs/workflows.md)")
+    click.echo(f"  {bin_dir / 'closeconv'} --help   # everything else")

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from closeconv.config import ConfigError, Settings, resolve_settings
+from closeconv.warehouse import PipelineBusyError
+
+
+# The job runner imports Dagster: loaded on use, so `closeconv --help` stays quick.
+def run_pipeline(settings: Settings, quiet: bool = False):
+    from pipelines.runner import run_pipeline as run
+
+    return run(settings, quiet=quiet)
+
+
+def failure_message(result) -> str:
+    from pipelines.runner import failure_message as message
+
+    return message(result)
+
+
+_failure_message = failure_message  # the name tests and `demo` import
 
 
 def settings_options(fn):
@@ -29,76 +43,6 @@ def settings_options(fn):
     return fn
 
 
-@contextmanager
-def _environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextmanager
-def _progress_to(stream):
-    logger = logging.getLogger("closeconv.progress")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("  %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
-def run_pipeline(settings: Settings, quiet: bool = False):
-    """Run the main job in-process on these settings. Returns the Dagster result.
-
-    Raises ConfigError for bad settings (before anything runs)."""
-    import dagster as dg
-
-    from pipelines.defs.jobs import CLOSECONV_JOB
-    from pipelines.definitions import defs as load_defs
-
-    settings.validate()
-    if settings.workflows_dir.is_dir():
-        from closeconv.workflows import load_workflows
-
-        load_workflows(settings.workflows_dir)  # refuse an invalid folder before any work
-    stream = open(os.devnull, "w") if quiet else sys.stderr
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    with _environment(settings.to_env()), _progress_to(stream):
-        job = load_defs().resolve_job_def(CLOSECONV_JOB)
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        )
-    return result
-
-
-def _failure_message(result) -> str:
-    lines = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.step_failure_data.error
-            # Dagster wraps the exception ("Error occurred while executing op ..."): name the cause.
-            while err is not None and err.cause is not None:
-                err = err.cause
-            lines.append(f"step {event.step_key} failed: {err.message.strip() if err else 'unknown error'}")
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data  # an AssetCheckEvaluation
-            if not data.passed:
-                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed: {data.description or ''}")
-    return "\n".join(lines) or "the run failed"
-
-
 def print_summary(settings: Settings, seconds: float) -> None:
     from closeconv.warehouse import open_warehouse_readonly
 
@@ -114,6 +58,8 @@ def print_summary(settings: Settings, seconds: float) -> None:
     click.echo("")
     click.echo(click.style("closeconv run: done", bold=True) + f" in {seconds:.1f}s")
     click.echo(f"  records read        {run['records_read']:>12,}  from {run['landing_files']} files in {settings.landing_dir}")
+    if run["files_unknown_type"]:
+        click.echo(f"  files not read      {run['files_unknown_type']:>12,}  (unknown type; use .jsonl, .ndjson, .jsonl.gz, .csv, .csv.gz or .parquet)")
     click.echo(f"  events loaded       {run['events_loaded']:>12,}")
     click.echo(f"  duplicates dropped  {run['duplicates_dropped']:>12,}")
     click.echo(f"  rejected            {run['records_rejected']:>12,}" + ("  (see table rejected_events)" if run["records_rejected"] else ""))
@@ -138,24 +84,32 @@ class ConfigurationFailed(click.ClickException):
 
 @click.command("run")
 @settings_options
+@click.option("--allow-shrink", "allow_shrink", is_flag=True, default=None,
+              help="Publish even if the new warehouse has fewer events than the published one. [env CLOSECONV_ALLOW_SHRINK]")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
 def command(quiet: bool, **flags) -> None:
     """Build the warehouse: ingest the landing folder, replay workflows, compute metrics, publish.
 
-    Runs the Dagster asset graph in-process. Bad records are quarantined in `rejected_events`
-    and the run still exits 0; a configuration error exits 2 with a message saying what to fix.
+    Runs the Dagster asset graph in-process, recorded in the Dagster instance (DAGSTER_HOME, or
+    .dagster/ beside the warehouse). One run at a time: a second one waits for the first.
+    Bad records are quarantined in `rejected_events` and the run still exits 0; a
+    configuration error exits 2 with a message saying what to fix; a run that would publish
+    fewer events than the published warehouse exits 1 unless --allow-shrink.
     """
-    settings = resolve_settings(flags)
     started = time.perf_counter()
     try:
-        settings.validate()
+        settings = resolve_settings(flags)
+        settings.check()
         click.echo(f"closeconv run: {settings.landing_dir} → {settings.warehouse_path}", err=True)
         result = run_pipeline(settings, quiet=quiet)
     except ConfigError as exc:
         raise ConfigurationFailed(str(exc)) from None
+    except PipelineBusyError as exc:
+        click.echo(f"closeconv run: {exc}", err=True)
+        sys.exit(1)
     if not result.success:
         click.echo(click.style("closeconv run: FAILED", fg="red", bold=True), err=True)
-        click.echo(_failure_message(result), err=True)
+        click.echo(failure_message(result), err=True)
         click.echo("The previously published warehouse was left as it was.", err=True)
         sys.exit(1)
     print_summary(settings, time.perf_counter() - started)

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from closeconv.config import DEFAULTS, ENV_NAMES, ConfigError
+from closeconv.config import ConfigError, resolve_settings
 
 
 def _default_dir() -> Path:
-    return Path(os.environ.get(ENV_NAMES["workflows_dir"]) or DEFAULTS["workflows_dir"])
+    return resolve_settings().workflows_dir
+
+
+def _warehouse_timezone(warehouse: Path) -> str | None:
+    """The timezone the published warehouse was built in (its days are in it), if readable."""
+    import duckdb
+
+    from closeconv.warehouse import open_warehouse_readonly
+
+    if not warehouse.is_file():
+        return None
+    try:
+        con = open_warehouse_readonly(warehouse)
+    except duckdb.Error:
+        return None
+    try:
+        return con.sql("SELECT timezone FROM closeconv_meta").fetchall()[0][0]
+    except (duckdb.Error, IndexError):
+        return None
+    finally:
+        con.close()
 
 
 @click.group(name="workflows")
@@ -163,7 +182,7 @@ def new_cmd(template: str, folder: Path | None, new_id: str | None) -> None:
 @click.option("--to", "date_to", default=None, help="Last day, inclusive (workspace timezone) or ISO timestamp (exclusive).")
 @click.option("--warehouse", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Published warehouse (default: data/warehouse.duckdb or CLOSECONV_WAREHOUSE). Opened read-only.")
-@click.option("--timezone", "tz", default=None, help="Workspace timezone for DATEs (default: CLOSECONV_TIMEZONE or UTC).")
+@click.option("--timezone", "tz", default=None, help="Timezone for DATEs (default: the warehouse's own timezone, as its daily metrics use).")
 @click.option("--with-production", is_flag=True, help="Also replay the enabled workflows of the workflows folder.")
 @click.option("--dir", "folder", type=click.Path(path_type=Path), default=None, help="Workflows folder for --with-production.")
 @click.option("--sample", "sample_size", default=10, show_default=True, help="How many example actions to print.")
@@ -174,12 +193,15 @@ def replay_cmd(file: Path, date_from, date_to, warehouse, tz, with_production, f
     Reads the published warehouse read-only and writes nothing. The draft runs alone against
     the recorded assignment history (add --with-production to include the enabled workflows).
     """
-    from closeconv.config import resolve_settings
     from closeconv.workflows.whatif import format_report, run_whatif
 
-    settings = resolve_settings({"warehouse_path": warehouse, "timezone": tz, "workflows_dir": folder})
     try:
-        settings.with_(landing_dir=Path(".")).validate()
+        settings = resolve_settings({"warehouse_path": warehouse, "timezone": tz, "workflows_dir": folder})
+        # Dates mean days of the warehouse being replayed: its timezone, unless --timezone says otherwise.
+        built_in = _warehouse_timezone(settings.warehouse_path)
+        if tz is None and built_in is not None:
+            settings = settings.with_(timezone=built_in)
+        settings.check(landing=False, inputs=False)
         report = run_whatif(
             file,
             settings.warehouse_path,

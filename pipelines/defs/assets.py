@@ -10,6 +10,7 @@ import time
 
 import dagster as dg
 
+from closeconv.config import ConfigError
 from closeconv.ingest import stage_landing_files
 from closeconv.pipeline import (
     build_conversation_tables,
@@ -17,9 +18,15 @@ from closeconv.pipeline import (
     build_workflow_tables,
 )
 from closeconv.progress import report
-from closeconv.warehouse import publish
+from closeconv.warehouse import ShrinkRefused, publish
 from pipelines.defs.policies import FRESHNESS_POLICY
-from pipelines.defs.resources import LandingResource, ReferenceDataResource, WarehouseResource, WorkflowsResource
+from pipelines.defs.resources import (
+    LandingResource,
+    ReferenceDataResource,
+    WarehouseResource,
+    WorkflowsResource,
+    settings_of,
+)
 
 INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish"
 
@@ -31,9 +38,18 @@ INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish
     description="Every record of every event file in the landing folder, parsed once per file version.",
 )
 def landing_files(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    landing: LandingResource,
+    workflows: WorkflowsResource,
+    reference: ReferenceDataResource,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
+    try:
+        # Every configuration problem before any work; in the UI it reads as its message.
+        settings_of(warehouse, landing, workflows, reference).check()
+    except ConfigError as exc:
+        raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     with warehouse.staging() as con:
         stats = stage_landing_files(con, landing.folder())
     ignored = ""
@@ -51,6 +67,7 @@ def landing_files(
         metadata={
             "files": stats.files_total,
             "files_parsed": stats.files_parsed,
+            "files_unknown_type": len(stats.files_ignored),
             "files_ignored": dg.MetadataValue.json(stats.files_ignored),
             "records_read": stats.records_read,
         }
@@ -168,7 +185,10 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
 )
 def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     started = time.perf_counter()
-    with warehouse.staging() as con:
-        counts = publish(con, warehouse.settings(), context.run.run_id)
+    try:
+        with warehouse.staging() as con:
+            counts = publish(con, warehouse.settings(), context.run.run_id, allow_shrink=warehouse.allow_shrink)
+    except ShrinkRefused as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     report(context, f"warehouse: published {warehouse.path}", started)
     return dg.MaterializeResult(metadata={"path": warehouse.path, **{f"rows.{k}": v for k, v in counts.items()}})

@@ -1,11 +1,12 @@
-"""Resources: every path and setting comes from a CLOSECONV_* environment variable.
+"""Resources: the closeconv settings, handed to Dagster as resources.
 
-`dagster dev` reads them from the project's `.env`; `closeconv run` sets them from its flags.
+`dg dev` builds them from `resolve_settings()` (environment, then `.env`, then defaults);
+`closeconv run` passes its own resolved settings to `execute_in_process(resources=...)`.
+Either way the values come from the one resolver in `closeconv.config`.
 """
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,23 +14,35 @@ from typing import Iterator
 import dagster as dg
 import duckdb
 
-from closeconv.auto_close import parse_auto_close_hours
-from closeconv.config import AUTO_CLOSE_ENV, ENV_NAMES, Settings
-from closeconv.warehouse import staging_connection
+from closeconv.config import ENV_NAMES, Settings, resolve_settings
+from closeconv.warehouse import pipeline_lock, staging_connection
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The published DuckDB warehouse, its private staging database, and the workspace timezone."""
+    """The published DuckDB warehouse, its private staging database, and the workspace timezone.
+
+    While a run uses it, the run holds the pipeline lock: from its first step to its last, no
+    other closeconv run (CLI or Dagster) touches the staging database or publishes."""
 
     path: str
     timezone: str = "UTC"
-    auto_close_hours: str = ""  # optional, so read at load time (an unset dg.EnvVar is an error)
+    allow_shrink: bool = False
+    auto_close_hours: str = ""  # "" = off; checked by Settings.check() before any work
 
     def auto_close(self) -> float | None:
-        return parse_auto_close_hours(self.auto_close_hours, AUTO_CLOSE_ENV)
+        return self.settings().auto_close()
 
     def settings(self) -> Settings:
-        return Settings(warehouse_path=Path(self.path), timezone=self.timezone)
+        return Settings(warehouse_path=Path(self.path), timezone=self.timezone, allow_shrink=self.allow_shrink,
+                        auto_close_hours=self.auto_close_hours or None)
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["WarehouseResource"]:
+        if context.run is None:  # a sensor or schedule evaluation: no lock needed
+            yield self
+            return
+        with pipeline_lock(self.settings()):
+            yield self
 
     @contextmanager
     def staging(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -69,16 +82,38 @@ class ReferenceDataResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path), timezone=settings.timezone, allow_shrink=settings.allow_shrink,
+            auto_close_hours=settings.auto_close_hours or "",
+        ),
+        "landing": LandingResource(path=str(settings.landing_dir)),
+        "workflows": WorkflowsResource(path=str(settings.workflows_dir)),
+        "reference": ReferenceDataResource(path=str(settings.reference_dir)),
+    }
+
+
+def settings_of(
+    warehouse: WarehouseResource, landing: LandingResource, workflows: WorkflowsResource, reference: ReferenceDataResource
+) -> Settings:
+    """The run's settings back from its resources (to check them before any work)."""
+    settings = Settings(
+        landing_dir=Path(landing.path), warehouse_path=Path(warehouse.path), workflows_dir=Path(workflows.path),
+        reference_dir=Path(reference.path), timezone=warehouse.timezone, allow_shrink=warehouse.allow_shrink,
+        auto_close_hours=warehouse.auto_close_hours or None,
+    )
+    # Named in messages as the resource they came from. An absent workflows or reference
+    # folder means "none" here, as for a default: whether it was named on purpose is known
+    # only where the settings were resolved (`closeconv run` checks that before the run).
+    settings._origins = {
+        "landing_dir": "resource landing.path", "warehouse_path": "resource warehouse.path",
+        "timezone": "resource warehouse.timezone", "allow_shrink": "resource warehouse.allow_shrink",
+        "auto_close_hours": "resource warehouse.auto_close_hours",
+    }
+    return settings
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "warehouse": WarehouseResource(
-                path=dg.EnvVar(ENV_NAMES["warehouse_path"]), timezone=dg.EnvVar(ENV_NAMES["timezone"]),
-                auto_close_hours=os.environ.get(AUTO_CLOSE_ENV, ""),
-            ),
-            "landing": LandingResource(path=dg.EnvVar(ENV_NAMES["landing_dir"])),
-            "workflows": WorkflowsResource(path=dg.EnvVar(ENV_NAMES["workflows_dir"])),
-            "reference": ReferenceDataResource(path=dg.EnvVar(ENV_NAMES["reference_dir"])),
-        }
-    )
+    return dg.Definitions(resources=resources_for(resolve_settings()))

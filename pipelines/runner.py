@@ -1,0 +1,96 @@
+"""Run the main job in-process on resolved settings, recorded in a persistent Dagster instance.
+
+`closeconv run` and `closeconv demo` call `run_pipeline`. The run holds the pipeline lock from
+before its first step until after its last, so two runs never interleave; a second one waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from closeconv.config import Settings
+from closeconv.warehouse import pipeline_lock
+from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
+
+# The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):
+# one closeconv run at a time; more are queued, never run side by side.
+INSTANCE_YAML = f"""\
+# Written by closeconv. Dagster instance for closeconv runs (docs/operations.md).
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+    tag_concurrency_limits:
+      - key: "{PIPELINE_TAG}"
+        limit: 1
+"""
+
+
+def closeconv_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent instance in `settings.instance_dir` (created with INSTANCE_YAML if new)."""
+    home = settings.instance_dir
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+@contextmanager
+def _progress_to(stream, level: int):
+    logger = logging.getLogger("closeconv.progress")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def run_pipeline(settings: Settings, quiet: bool = False) -> dg.ExecuteInProcessResult:
+    """Check the settings, then run the main job in-process on them. Returns the Dagster result.
+
+    Raises ConfigError for bad settings (before anything runs or is recorded)."""
+    from pipelines.definitions import defs as load_defs
+    from pipelines.defs.resources import resources_for
+
+    settings.check()
+    # --quiet drops the step lines, never a warning (a rebuilt cache, waiting for another run).
+    with _progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings), closeconv_instance(settings) as instance:
+        job = load_defs().resolve_job_def(CLOSECONV_JOB)
+        return job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            resources=resources_for(settings),
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            tags={"closeconv/launched_by": "closeconv run", "closeconv/landing": str(Path(settings.landing_dir))},
+        )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """What went wrong, for a person: the failing steps' causes and the failed checks."""
+    lines = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                lines.append(f"step {event.step_key} failed: {data.user_failure_data.description}")
+                continue
+            err = data.error
+            # Dagster wraps the exception ("Error occurred while executing op ..."): name the cause.
+            while err is not None and err.cause is not None:
+                err = err.cause
+            lines.append(f"step {event.step_key} failed: {err.message.strip() if err else 'unknown error'}")
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data  # an AssetCheckEvaluation
+            if not data.passed:
+                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed: {data.description or ''}")
+    return "\n".join(lines) or "the run failed"
