@@ -37,6 +37,9 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "workflow_drift",
     "daily_conversation_metrics",
     "pipeline_runs",
+    "users",
+    "teams",
+    "categories",
 )
 
 LOCK_TIMEOUT_S = 600.0

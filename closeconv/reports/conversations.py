@@ -1,0 +1,265 @@
+"""The Conversation List: count, pages, CSV export, one conversation's drill-down, filter choices.
+
+Only closed conversations are listed (reports count conversations closed in the period).
+Timestamps come back in the workspace timezone (tz-aware); durations stay raw seconds
+(`*_s`) for the app to format with `format_duration`. Names come from the reference tables,
+falling back to the id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from closeconv.contract import FRT_BUCKETS
+from closeconv.reports.access import Warehouse
+from closeconv.reports.filters import Filters, resolve_period
+from closeconv.reports.format import format_duration, source_label
+from closeconv.reports.names import reference_table, team_name_sql, user_name_sql
+from closeconv.reports.where import closed_where
+
+SORT_COLUMNS: tuple[str, ...] = ("closed_at", "first_response_time_s", "resolution_time_s")
+TIMESTAMP_COLUMNS = ("opened_at", "closed_at", "first_incoming_at", "first_response_at", "first_assigned_at",
+                     "occurred_at", "triggered_at", "effective_at")
+
+
+def _columns(wh: Warehouse, redact_summaries: bool) -> str:
+    summary = "NULL::VARCHAR AS summary" if redact_summaries else "c.summary"
+    return f"""
+        c.conversation_id, c.contact_id, c.channel_id,
+        c.opened_at, c.opened_by_source, c.opened_by_user_id,
+        {user_name_sql(wh, 'c.opened_by_user_id')} AS opened_by_user_name,
+        c.closed_at, c.closed_by_source, c.closed_by_user_id,
+        {user_name_sql(wh, 'c.closed_by_user_id')} AS closed_by_user_name,
+        c.closed_by_team_id, {team_name_sql(wh, 'c.closed_by_team_id')} AS closed_by_team_name,
+        c.category, {summary},
+        c.first_incoming_at, c.first_response_at, c.first_response_by_user_id,
+        {user_name_sql(wh, 'c.first_response_by_user_id')} AS first_response_by_user_name,
+        c.first_response_time_s, c.resolution_time_s, c.frt_bucket,
+        c.incoming_message_count, c.outgoing_message_count, c.human_outgoing_message_count,
+        c.response_count, c.average_response_time_s,
+        c.first_assignee_id, {user_name_sql(wh, 'c.first_assignee_id')} AS first_assignee_name, c.first_assigned_at,
+        c.assignee_at_close, {user_name_sql(wh, 'c.assignee_at_close')} AS assignee_at_close_name,
+        c.reopened_within_24h"""
+
+
+def _order(sort: str, descending: bool, alias: str = "c") -> str:
+    if sort not in SORT_COLUMNS:
+        raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(SORT_COLUMNS)}")
+    direction = "DESC" if descending else "ASC"
+    return f"{alias}.{sort} {direction} NULLS LAST, {alias}.conversation_id {direction}"
+
+
+def to_local(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """UTC timestamp columns -> the workspace timezone (same instants)."""
+    return frame.with_columns(pl.col(c).dt.convert_time_zone(tz) for c in TIMESTAMP_COLUMNS if c in frame.columns)
+
+
+def count_conversations(wh: Warehouse, f: Filters, today: date) -> int:
+    where = closed_where(f, resolve_period(f, wh.timezone, today))
+    return int(wh.scalar(f"SELECT count(*) FROM conversations c WHERE {where.sql}", where.params))
+
+
+def list_conversations(wh: Warehouse, f: Filters, today: date, sort: str = "closed_at", descending: bool = True,
+                       limit: int = 50, offset: int = 0, redact_summaries: bool = False) -> pl.DataFrame:
+    """One page of the matching closed conversations (the page is chosen first, names joined after)."""
+    where = closed_where(f, resolve_period(f, wh.timezone, today))
+    order = _order(sort, descending)
+    sql = f"""
+        WITH page AS (
+            SELECT * FROM conversations c WHERE {where.sql} ORDER BY {order} LIMIT ? OFFSET ?
+        )
+        SELECT {_columns(wh, redact_summaries)} FROM page c ORDER BY {order}"""
+    frame = wh.query(sql, [*where.params, max(0, int(limit)), max(0, int(offset))])
+    return to_local(frame, wh.timezone)
+
+
+def export_conversations_csv(wh: Warehouse, f: Filters, today: date, dest: Path, redact_summaries: bool = False) -> int:
+    """Every match, no cap, written to `dest` by DuckDB (COPY ... TO); returns the row count.
+
+    Durations are seconds (`*_s`, numbers a spreadsheet can sum); timestamps are given twice,
+    in UTC (`*_at`) and in the workspace timezone (`*_at_local`).
+    """
+    tz = wh.timezone
+    where = closed_where(f, resolve_period(f, tz, today))
+    sql = f"""
+        SELECT c.conversation_id, c.contact_id, c.channel_id,
+               strftime(timezone(?, c.opened_at), '%Y-%m-%d %H:%M:%S') AS opened_at_local,
+               strftime(timezone(?, c.closed_at), '%Y-%m-%d %H:%M:%S') AS closed_at_local,
+               ? AS timezone,
+               {_columns(wh, redact_summaries)}
+        FROM conversations c WHERE {where.sql} ORDER BY {_order('closed_at', True)}"""
+    return wh.copy_to_csv(sql, [tz, tz, tz, *where.params], dest)
+
+
+# --- drill-down ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrtExplanation:
+    start_at: datetime | None
+    start_event_id: str | None
+    start_reason: str
+    stop_at: datetime | None
+    stop_event_id: str | None
+    stop_user: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class ConversationDetail:
+    header: dict[str, Any]
+    timeline: pl.DataFrame
+    workflow_runs: pl.DataFrame
+    workflow_actions: pl.DataFrame
+    frt: FrtExplanation
+
+
+def conversation_detail(wh: Warehouse, conversation_id: str) -> ConversationDetail | None:
+    """Everything about one conversation (open or closed); None when there is no such id."""
+    tz = wh.timezone
+    header = wh.query(f"SELECT {_columns(wh, False)}, c.status FROM conversations c WHERE c.conversation_id = ?",
+                      [conversation_id])
+    if header.height == 0:
+        return None
+    row = header.row(0, named=True)
+    # Bounded by time and contact so DuckDB can skip row groups of a large `events` table.
+    timeline, runs, actions = wh.query_many([
+        (f"""
+        SELECT e.occurred_at, e.event_order::DOUBLE AS position, e.event_type AS kind, e.source,
+               e.user_id, {user_name_sql(wh, 'e.user_id')} AS user_name,
+               e.assignee_id, {user_name_sql(wh, 'e.assignee_id')} AS assignee_name,
+               e.category, e.summary, e.event_id, NULL::VARCHAR AS workflow_id, e.channel_id
+        FROM events e
+        WHERE e.conversation_id = ? AND e.contact_id = ? AND e.occurred_at >= ?::TIMESTAMPTZ
+          AND (?::TIMESTAMPTZ IS NULL OR e.occurred_at <= ?::TIMESTAMPTZ)
+        UNION ALL
+        SELECT a.valid_from, a.timeline_order, 'assignment by workflow', a.source,
+               NULL, NULL, a.assignee_id, {user_name_sql(wh, 'a.assignee_id')},
+               NULL, NULL, coalesce(a.event_id, a.action_id), a.workflow_id, NULL
+        FROM assignments a
+        WHERE a.contact_id = ? AND a.cause = 'workflow' AND a.valid_from >= ?::TIMESTAMPTZ
+          AND (?::TIMESTAMPTZ IS NULL OR a.valid_from <= ?::TIMESTAMPTZ)
+          AND (a.event_id IS NULL OR a.event_id NOT IN (SELECT event_id FROM events WHERE conversation_id = ?))
+        ORDER BY position""",
+         [conversation_id, row["contact_id"], row["opened_at"], row["closed_at"], row["closed_at"],
+          row["contact_id"], row["opened_at"], row["closed_at"], row["closed_at"], conversation_id]),
+        ("""SELECT r.run_id, r.workflow_id, r.workflow_version, r.trigger_type, r.trigger_event_id, r.triggered_at,
+                   r.outcome, r.skip_reason, r.action_count
+            FROM workflow_runs r WHERE r.conversation_id = ? ORDER BY r.trigger_event_order, r.workflow_id""",
+         [conversation_id]),
+        (f"""SELECT a.action_id, a.run_id, a.workflow_id, a.step_id, a.action, a.strategy,
+                   a.from_assignee_id, {user_name_sql(wh, 'a.from_assignee_id')} AS from_assignee_name,
+                   a.to_assignee_id, {user_name_sql(wh, 'a.to_assignee_id')} AS to_assignee_name,
+                   a.effective_at, a.trigger_event_id, a.reconciled_event_id
+            FROM workflow_actions a WHERE a.conversation_id = ?
+            ORDER BY a.trigger_event_order, a.trigger_action_seq""",
+         [conversation_id]),
+    ])
+    header_local = to_local(header, tz).row(0, named=True)
+    timeline = to_local(timeline, tz)
+    return ConversationDetail(header=header_local, timeline=timeline, workflow_runs=to_local(runs, tz),
+                              workflow_actions=to_local(actions, tz), frt=explain_frt(header_local, timeline))
+
+
+def _clock(t: datetime | None) -> str:
+    return "—" if t is None else t.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def explain_frt(header: dict[str, Any], timeline: pl.DataFrame) -> FrtExplanation:
+    """Why `first_response_time_s` is what it is, in the words of spec §5's FRT rule.
+
+    Reads the figures the pipeline computed (`first_incoming_at`, `first_response_at`, …) and
+    finds the events they came from in the timeline; it does not recompute the metric.
+    """
+    events = timeline.filter(pl.col("kind") != "assignment by workflow")
+    opened_by = header["opened_by_source"]
+    if opened_by == "contact":
+        start_at = header["opened_at"]
+        first = events.filter(pl.col("kind") == "message.received").head(1)
+        start_event = first["event_id"][0] if first.height else None
+        start_reason = "The contact's message opened the conversation, so the clock starts at the open."
+    else:
+        opener = source_label(opened_by) + (f" ({header['opened_by_user_name']})" if header.get("opened_by_user_name") else "")
+        start_at = header["first_incoming_at"]
+        first = events.filter((pl.col("kind") == "message.received") & (pl.col("occurred_at") >= header["opened_at"])).head(1)
+        start_event = first["event_id"][0] if first.height else None
+        start_reason = (f"Opened by {opener}: the clock starts at the contact's first message after the open "
+                        "(an agent's own opening message answers nothing).")
+    stop_at = header["first_response_at"]
+    stop_user = header.get("first_response_by_user_name")
+    stop_event = None
+    if stop_at is not None:
+        reply = events.filter((pl.col("kind") == "message.sent") & (pl.col("source") == "user")
+                              & (pl.col("occurred_at") == stop_at)
+                              & (pl.col("user_id") == header["first_response_by_user_id"])).head(1)
+        stop_event = reply["event_id"][0] if reply.height else None
+    if start_at is None:
+        text = f"{start_reason} The contact never wrote in this conversation, so there was nothing to respond to: FRT is empty (—)."
+    elif stop_at is None:
+        automated = events.filter((pl.col("kind") == "message.sent") & (pl.col("source") != "user")
+                                  & (pl.col("occurred_at") >= start_at)).height
+        end = "the close" if header.get("closed_at") is not None else "now (still open)"
+        text = (f"{start_reason} The clock started at {_clock(start_at)}. No human agent replied between then and {end}, "
+                f"so FRT is empty (—), not 0.")
+        if automated:
+            text += f" {automated} automated message(s) (workflow, bot, API, …) do not count as responses."
+    else:
+        automated = events.filter((pl.col("kind") == "message.sent") & (pl.col("source") != "user")
+                                  & (pl.col("occurred_at") >= start_at) & (pl.col("occurred_at") <= stop_at)).height
+        text = (f"{start_reason} The clock started at {_clock(start_at)} and stopped at {_clock(stop_at)} "
+                f"at the first reply by a human agent, {stop_user}: FRT {format_duration(header['first_response_time_s'])}.")
+        if automated:
+            text += f" {automated} automated message(s) before it did not stop the clock."
+    return FrtExplanation(start_at=start_at, start_event_id=start_event, start_reason=start_reason,
+                          stop_at=stop_at, stop_event_id=stop_event, stop_user=stop_user, text=text)
+
+
+# --- filter choices --------------------------------------------------------------------------
+
+def filter_options(wh: Warehouse) -> dict[str, list[tuple[str, str]]]:
+    """(value, label) choices for each filter of the bar, from the data and the reference tables."""
+    users, teams, categories = (reference_table(wh, t) for t in ("users", "teams", "categories"))
+    closed = "FROM conversations WHERE status = 'closed'"
+    frames = wh.query_many([
+        (f"""SELECT name AS value, name AS label FROM {categories}
+             UNION SELECT DISTINCT category, category {closed} AND category IS NOT NULL
+               AND lower(category) NOT IN (SELECT lower(name) FROM {categories})""", None),
+        (f"SELECT DISTINCT closed_by_source AS value {closed} AND closed_by_source IS NOT NULL", None),
+        (f"""SELECT v.value, coalesce(n.name, v.value) AS label
+             FROM (SELECT DISTINCT closed_by_user_id AS value {closed} AND closed_by_user_id IS NOT NULL) v
+             LEFT JOIN {users} n ON n.user_id = v.value""", None),
+        (f"""SELECT v.value, coalesce(n.name, v.value) AS label
+             FROM (SELECT team_id AS value FROM {teams}
+                   UNION SELECT DISTINCT closed_by_team_id {closed} AND closed_by_team_id IS NOT NULL) v
+             LEFT JOIN {teams} n ON n.team_id = v.value""", None),
+        (f"""SELECT v.value, coalesce(n.name, v.value) AS label
+             FROM (SELECT DISTINCT assignee_at_close AS value {closed} AND assignee_at_close IS NOT NULL) v
+             LEFT JOIN {users} n ON n.user_id = v.value""", None),
+        (f"SELECT DISTINCT channel_id AS value {closed} AND channel_id IS NOT NULL", None),
+        ("SELECT DISTINCT opened_by_source AS value FROM conversations WHERE opened_by_source IS NOT NULL", None),
+    ])
+    category, closed_by_source, closed_by_user, team, assignee, channel, opened_source = frames
+
+    def labelled(frame: pl.DataFrame) -> list[tuple[str, str]]:
+        return sorted(((r[0], r[1]) for r in frame.select("value", "label").iter_rows()), key=lambda x: x[1].lower())
+
+    def sources(frame: pl.DataFrame) -> list[tuple[str, str]]:
+        return sorted(((v, source_label(v)) for v in frame["value"].to_list()), key=lambda x: x[1])
+
+    return {
+        "category": labelled(category),
+        "closed_by_source": sources(closed_by_source),
+        "closed_by_user": labelled(closed_by_user),
+        "team": labelled(team),
+        "assignee": labelled(assignee),
+        "channel": sorted((v, v) for v in channel["value"].to_list()),
+        "opened_source": sources(opened_source),
+    }
+
+
+def frt_bucket_options() -> list[tuple[str, str]]:
+    return [(label, label) for label, _ in FRT_BUCKETS]
