@@ -1,0 +1,26 @@
+"""closeconv dashboard: the Conversation List and the reports, on the published warehouse.
+
+Served by `closeconv dashboard` (through dashboard/server.py, which adds the CSV routes).
+"""
+
+import streamlit as st
+
+from dashboard import sign_in
+from dashboard.config import DASHBOARD_DIR, DashboardConfig
+
+st.set_page_config(page_title="closeconv", page_icon=":material/forum:", layout="wide")
+cfg = DashboardConfig.from_env()
+views = DASHBOARD_DIR / "views"
+pages = [
+    st.Page(views / "conversations.py", title="Conversation List", icon=":material/forum:", default=True),
+    st.Page(views / "reports.py", title="Reports", icon=":material/insights:", url_path="reports"),
+    st.Page(views / "users.py", title="Users", icon=":material/group:", url_path="users"),
+    st.Page(views / "workflows.py", title="Workflows", icon=":material/account_tree:", url_path="workflows"),
+    st.Page(views / "health.py", title="Pipeline health", icon=":material/monitor_heart:", url_path="health"),
+]
+signed_in = sign_in.is_signed_in(cfg)
+page = st.navigation(pages, position="top" if signed_in else "hidden")
+if not signed_in:
+    sign_in.sign_in_page(cfg)
+sign_in.sign_out_button(cfg)
+page.run()

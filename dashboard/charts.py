@@ -1,0 +1,43 @@
+"""Altair charts of the Reports page, in one consistent look."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+OPENED_COLOR, CLOSED_COLOR = "#9ab8e6", "#1f5fbf"
+
+
+def opened_vs_closed(frame: pl.DataFrame) -> alt.Chart:
+    long = frame.unpivot(index="day", on=["opened", "closed"], variable_name="series", value_name="conversations")
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            y=alt.Y("conversations:Q", title="Conversations"),
+            color=alt.Color("series:N", title=None,
+                            scale=alt.Scale(domain=["opened", "closed"], range=[OPENED_COLOR, CLOSED_COLOR]),
+                            legend=alt.Legend(orient="top")),
+            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "series:N", "conversations:Q"],
+        )
+        .properties(height=300)
+    )
+
+
+def bars(frame: pl.DataFrame, label: str, title: str, sort: list[str] | None = None, horizontal: bool = True) -> alt.Chart:
+    """Conversations per value of `label` (first column), largest first unless `sort` fixes the order."""
+    frame = frame.with_columns(pl.col(label).cast(pl.String).fill_null("(none)"))
+    order = sort if sort is not None else "-x" if horizontal else "-y"
+    if horizontal:
+        enc = dict(y=alt.Y(f"{label}:N", title=None, sort=order), x=alt.X("conversations:Q", title="Conversations"))
+    else:
+        enc = dict(x=alt.X(f"{label}:N", title=title, sort=order, axis=alt.Axis(labelAngle=0)),
+                   y=alt.Y("conversations:Q", title="Conversations"))
+    height = max(120, 28 * frame.height) if horizontal else 260
+    return (
+        alt.Chart(frame)
+        .mark_bar(color=CLOSED_COLOR, cornerRadiusEnd=3)
+        .encode(**enc, tooltip=[alt.Tooltip(f"{label}:N", title=title), "conversations:Q"])
+        .properties(height=height)
+    )

@@ -1,0 +1,66 @@
+"""Workflows: runs per day by outcome, unassignment actions per day, skipped runs by reason
+with examples, and the drift list (replayed unassignments the recorded data disagrees with)."""
+
+from __future__ import annotations
+
+import altair as alt
+import streamlit as st
+
+from closeconv.reports import workflows
+from closeconv.reports.filters import PRESET_LABELS, PRESETS, Filters, resolve_period
+from dashboard import common
+from dashboard.data import cached
+from dashboard.tables import column_config, readable
+
+wh = common.require_data("Workflows")
+preset = st.selectbox("Period", PRESETS, index=None, key="preset", bind="query-params",
+                      format_func=PRESET_LABELS.get, placeholder="All time", width=240)
+period = resolve_period(Filters(preset=preset), wh.timezone, wh.today())
+
+runs = cached(workflows.runs_per_day, wh, period)
+if runs.height == 0:
+    common.empty_state("No workflow ran in this period. Workflows live in `workflows/*.yaml` "
+                       "(`closeconv workflows new --template unassign-after-close`).")
+    st.stop()
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Runs per day by outcome")
+    st.altair_chart(
+        alt.Chart(runs).mark_bar().encode(
+            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            y=alt.Y("runs:Q", title="Runs", stack=True),
+            color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="top"),
+                            scale=alt.Scale(domain=["completed", "skipped"], range=["#1f5fbf", "#e0a030"])),
+            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "outcome:N", "runs:Q"],
+        ).properties(height=260), width="stretch")
+with right:
+    st.subheader("Unassignment actions per day")
+    actions = cached(workflows.unassign_actions_per_day, wh, period)
+    st.altair_chart(
+        alt.Chart(actions).mark_bar(color="#1f5fbf").encode(
+            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            y=alt.Y(f"{actions.columns[1]}:Q", title="Unassignments"),
+            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), f"{actions.columns[1]}:Q"],
+        ).properties(height=260), width="stretch")
+
+st.subheader("Skipped runs by reason")
+skipped = cached(workflows.skipped_by_reason, wh, period)
+if skipped.height == 0:
+    st.caption("No run was skipped.")
+else:
+    shown = readable(skipped, wh.timezone)
+    st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+
+st.subheader("Drift")
+drift_total = cached(workflows.drift_count, wh)
+st.caption(f"{drift_total:,} replayed unassignments that the recorded assignments disagree with: "
+           "the workflow should have unassigned the contact, but the data says someone stayed assigned. "
+           "Open a conversation to see its timeline.")
+if drift_total:
+    drift = cached(workflows.drift_list, wh, limit=200)
+    drift = drift.with_columns(("/?conversation=" + drift["conversation_id"]).alias("open"))
+    shown = readable(drift, wh.timezone)
+    config = column_config(shown)
+    config["open"] = st.column_config.LinkColumn("Open", display_text="Open")
+    st.dataframe(shown, hide_index=True, column_config=config)
