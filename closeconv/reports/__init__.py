@@ -64,8 +64,9 @@ charts.py
 
 users.py
     USER_SORT_COLUMNS
-    users_report(wh, f, today, sort="closed", descending=True) -> pl.DataFrame
-    export_users_csv(wh, f, today, dest: Path) -> int
+    users_report(wh, f, today, sort="closed_conversations", descending=True) -> pl.DataFrame
+    export_users_csv(wh, f, today, dest: Path, sort=..., descending=...) -> int
+    USER_COLUMN_LABELS: dict column -> header ("Assigned Conversations", ...)
 
 workflows.py
     runs_per_day(wh, period=None), unassign_actions_per_day(wh, period=None),
