@@ -17,6 +17,8 @@ REDACTED = "(hidden: summaries are redacted on this dashboard)"
 
 def _close() -> None:
     st.query_params.pop("conversation", None)
+    # A fresh table key clears the row selection, so picking the same row again reopens it.
+    st.session_state["selection_nonce"] = st.session_state.get("selection_nonce", 0) + 1
 
 
 def _redact(frame: pl.DataFrame) -> pl.DataFrame:
@@ -43,8 +45,8 @@ def _dialog(wh, conversation_id: str, redact_summaries: bool) -> None:
     cols[0].metric("Status", str(h.get("status", "—")).capitalize())
     cols[1].metric("First response", format_duration(h.get("first_response_time_s")))
     cols[2].metric("Resolution", format_duration(h.get("resolution_time_s")))
-    cols[3].metric("Closed by", source_label(h.get("closed_by_source")) if h.get("closed_by_source") else "—",
-                   help=h.get("closed_by_user_name") or h.get("closed_by_user_id"))
+    closed_by = h.get("closed_by_user_name") or (source_label(h["closed_by_source"]) if h.get("closed_by_source") else "—")
+    cols[3].metric("Closed by", closed_by, help=f"Source: {source_label(h.get('closed_by_source'))}")
     summary = h.get("summary")
     if redact_summaries and summary:
         summary = REDACTED
@@ -56,14 +58,14 @@ def _dialog(wh, conversation_id: str, redact_summaries: bool) -> None:
     if redact_summaries:
         timeline = _redact(timeline)
     shown = readable(pick(timeline, TIMELINE_COLUMNS), tz)
-    st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+    st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown))
     st.markdown("#### Workflow runs caused by its close")
     if detail.workflow_runs.height == 0:
         st.caption("No workflow ran on this conversation.")
     else:
         shown = readable(detail.workflow_runs, tz)
-        st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+        st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown))
     if detail.workflow_actions.height:
         st.markdown("#### Workflow actions")
         shown = readable(detail.workflow_actions, tz)
-        st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+        st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown))

@@ -54,9 +54,8 @@ def render(wh) -> Filters:
     bar.caption(f"Closed date, in {wh.timezone}")
     preset = bar.selectbox("Period", PRESETS, index=None, key="preset", bind="query-params",
                            format_func=PRESET_LABELS.get, placeholder="All time", on_change=_clear_dates)
-    left, right = bar.columns(2)
-    date_from = left.date_input("From", value=None, key="from", bind="query-params", format=DATE_FORMAT)
-    date_to = right.date_input("To", value=None, key="to", bind="query-params", format=DATE_FORMAT)
+    date_from = bar.date_input("From", value=None, key="from", bind="query-params", format=DATE_FORMAT)
+    date_to = bar.date_input("To", value=None, key="to", bind="query-params", format=DATE_FORMAT)
     q = bar.text_input("Contact or conversation id", key="q", bind="query-params", placeholder="e.g. c000123")
     selected: dict[str, list[str]] = {}
     for name in MULTI_PARAMS:

@@ -11,6 +11,14 @@ LOWER_IS_BETTER_KINDS = {"duration"}
 LOWER_IS_BETTER_KEYS = {"reopened_within_24h"}
 
 
+# Short tile labels (the full definition is the tile's help).
+SHORT_LABELS = {
+    "closed": "Closed", "opened": "Opened", "frt_avg_s": "FRT · average", "frt_median_s": "FRT · median",
+    "frt_p90_s": "FRT · p90", "resolution_avg_s": "Resolution · average", "resolution_median_s": "Resolution · median",
+    "resolution_p90_s": "Resolution · p90", "answered_pct": "Answered", "reopened_within_24h": "Reopened < 24 h",
+}
+
+
 def _format(kind: str, value: float | None) -> str:
     if value is None:
         return NONE_SHOWN
@@ -38,8 +46,8 @@ def render(kpis, columns: int = 5, has_previous: bool = True) -> None:
         row = st.columns(columns)
         for col, k in zip(row, kpis[start:start + columns]):
             lower_better = k.kind in LOWER_IS_BETTER_KINDS or k.key in LOWER_IS_BETTER_KEYS
-            col.metric(k.label, _format(k.kind, k.value), delta=_delta(k.kind, k.value, k.previous),
+            col.metric(SHORT_LABELS.get(k.key, k.label), _format(k.kind, k.value), delta=_delta(k.kind, k.value, k.previous),
                        delta_color="inverse" if lower_better else "normal", border=True,
                        delta_description="vs previous period" if has_previous else None,
-                       help=None if k.previous is not None or not has_previous
-                       else "No data in the previous period to compare with.")
+                       help=k.label + ("" if k.previous is not None or not has_previous
+                                       else " · no data in the previous period to compare with"))

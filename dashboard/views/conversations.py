@@ -55,7 +55,7 @@ else:
     rows = cached(list_conversations, wh, filters, today, sort=sort, descending=descending, limit=page_size,
                   offset=(page - 1) * page_size, redact_summaries=cfg.redact_summaries)
     ids = rows["conversation_id"].to_list()
-    table_key = f"table-{signature}-{page}-{page_size}-{sort}-{descending}"
+    table_key = f"table-{signature}-{page}-{page_size}-{sort}-{descending}-{st.session_state.get('selection_nonce', 0)}"
 
     def open_selected() -> None:
         picked = st.session_state[table_key].selection.rows
@@ -64,7 +64,7 @@ else:
 
     shown = readable(pick(with_closed_by(rows), LIST_COLUMNS), wh.timezone)
     with table_slot:
-        st.dataframe(shown, hide_index=True, column_config=column_config(shown), on_select=open_selected,
+        st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown), on_select=open_selected,
                      selection_mode="single-row", key=table_key, height=min(38 + 35 * len(ids), 38 + 35 * 15))
     first = (page - 1) * page_size + 1
     footer[1].caption(f"Rows {first:,}–{first + len(ids) - 1:,} of {total:,} · select a row to open it")

@@ -15,38 +15,43 @@ from dashboard.tables import column_config, readable
 wh = common.require_data("Pipeline health")
 tz = wh.timezone
 run = cached(health.last_run, wh)
-fresh = health.freshness(wh, datetime.now(timezone.utc))
+now = datetime.now(timezone.utc)
+fresh = health.freshness(wh, now)
 
 st.subheader("Last run")
 if run is None:
     st.caption("No run recorded in `pipeline_runs`.")
 else:
+    st.markdown(f"Published **{common.local_time(run.get('published_at'), tz)}** ({tz}) by run `{run.get('run_id')}`, "
+                f"from {format_count(run.get('landing_files'))} landing file(s).")
     cols = st.columns(5)
-    cols[0].metric("Published", common.local_time(run.get("published_at"), tz)[:16])
-    cols[1].metric("Duration", format_duration(run.get("duration_s")))
-    cols[2].metric("Events loaded", format_count(run.get("events_loaded")))
-    cols[3].metric("Rejected", format_count(run.get("records_rejected")))
-    cols[4].metric("Closed conversations", format_count(run.get("conversations_closed")))
+    cols[0].metric("Records read", format_count(run.get("records_read")), border=True)
+    cols[1].metric("Events loaded", format_count(run.get("events_loaded")), border=True)
+    cols[2].metric("Duplicates dropped", format_count(run.get("duplicates_dropped")), border=True)
+    cols[3].metric("Rejected", format_count(run.get("records_rejected")), border=True)
+    cols[4].metric("Closed conversations", format_count(run.get("conversations_closed")), border=True)
 
 st.subheader("Freshness")
 cols = st.columns(3)
-cols[0].metric("Newest event", common.local_time(getattr(fresh, "newest_event_at", None), tz)[:16])
-age = getattr(fresh, "age_s", None)
-cols[1].metric("Newest event age", format_duration(age))
-cols[2].metric("Warehouse age", format_duration(getattr(fresh, "published_age_s", None)))
+cols[0].metric("Newest event", common.local_time(fresh.newest_event_at, tz)[:16], border=True)
+cols[1].metric("Newest event is", format_duration(fresh.age_s) + " old" if fresh.age_s is not None else "—",
+               border=True, help="Time since the newest event in the warehouse: how far behind the data is.")
+published_age = (now - fresh.published_at).total_seconds() if fresh.published_at else None
+cols[2].metric("Warehouse published", format_duration(published_age) + " ago" if published_age is not None else "—",
+               border=True)
 
 st.subheader("Recent runs")
 recent = cached(health.recent_runs, wh)
 shown = readable(recent, tz)
-st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown))
 
 st.subheader("Rejected records by reason")
 rejected = cached(health.rejected_by_reason, wh)
 if rejected.height == 0:
     st.success("No record was rejected.", icon=":material/check_circle:")
 else:
-    st.dataframe(rejected, hide_index=True, column_config=column_config(rejected))
+    st.dataframe(rejected, hide_index=True, placeholder="—", column_config=column_config(rejected))
     for reason in rejected[rejected.columns[0]].to_list():
         with st.expander(f"Examples: {reason}"):
             examples = cached(health.rejected_examples, wh, reason)
-            st.dataframe(readable(examples, tz), hide_index=True)
+            st.dataframe(readable(examples, tz), hide_index=True, placeholder="—")

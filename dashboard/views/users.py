@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from closeconv.reports.filters import to_query_params
-from closeconv.reports.users import USER_SORT_COLUMNS, users_report
+from closeconv.reports.users import USER_COLUMN_LABELS, USER_SORT_COLUMNS, users_report
 from dashboard import common, filter_bar
 from dashboard.data import cached
 from dashboard.download_tokens import export_url
@@ -18,8 +18,8 @@ filters = filter_bar.render(wh)
 today = wh.today()
 
 top = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
-sort = top[1].selectbox("Sort by", USER_SORT_COLUMNS, key="sort", bind="query-params",
-                        format_func=lambda c: c.replace("_", " ").capitalize())
+sort = top[1].selectbox("Sort by", USER_SORT_COLUMNS, index=USER_SORT_COLUMNS.index("closed_conversations"),
+                        key="sort", bind="query-params", format_func=USER_COLUMN_LABELS.get)
 descending = top[2].toggle("Descending", value=True, key="desc", bind="query-params")
 report = cached(users_report, wh, filters, today, sort=sort, descending=descending)
 with top[0].container(key="match_count"):
@@ -33,6 +33,6 @@ st.caption("Every figure covers the conversations closed in the period and match
 if report.height == 0:
     common.empty_state("No user closed, was assigned or sent a message in this period.")
 else:
-    # Durations are kept numeric for sorting; their readable twins sit beside them.
-    shown = readable(report, wh.timezone)
-    st.dataframe(shown, hide_index=True, height=min(38 + 35 * shown.height, 38 + 35 * 20))
+    shown = readable(report.select([c for c in USER_COLUMN_LABELS if c in report.columns]), wh.timezone)
+    st.dataframe(shown, hide_index=True, column_config=USER_COLUMN_LABELS, placeholder="—",
+                 height=min(38 + 35 * shown.height, 38 + 35 * 20))

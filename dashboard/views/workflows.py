@@ -18,6 +18,12 @@ preset = st.selectbox("Period", PRESETS, index=None, key="preset", bind="query-p
 period = resolve_period(Filters(preset=preset), wh.timezone, wh.today())
 
 runs = cached(workflows.runs_per_day, wh, period)
+total = int(runs["runs"].sum()) if runs.height else 0
+skipped_runs = int(runs.filter(runs["outcome"] == "skipped")["runs"].sum()) if runs.height else 0
+with st.container(key="match_count"):
+    st.markdown(f"### {total:,} workflow runs")
+if total:
+    st.caption(f"{total - skipped_runs:,} completed · {skipped_runs:,} skipped")
 if runs.height == 0:
     common.empty_state("No workflow ran in this period. Workflows live in `workflows/*.yaml` "
                        "(`closeconv workflows new --template unassign-after-close`).")
@@ -38,10 +44,11 @@ with right:
     st.subheader("Unassignment actions per day")
     actions = cached(workflows.unassign_actions_per_day, wh, period)
     st.altair_chart(
-        alt.Chart(actions).mark_bar(color="#1f5fbf").encode(
+        alt.Chart(actions).mark_bar().encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y(f"{actions.columns[1]}:Q", title="Unassignments"),
-            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), f"{actions.columns[1]}:Q"],
+            y=alt.Y("actions:Q", title="Unassignments", stack=True),
+            color=alt.Color("workflow_id:N", title=None, legend=alt.Legend(orient="top")),
+            tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "workflow_id:N", "actions:Q"],
         ).properties(height=260), width="stretch")
 
 st.subheader("Skipped runs by reason")
@@ -50,7 +57,7 @@ if skipped.height == 0:
     st.caption("No run was skipped.")
 else:
     shown = readable(skipped, wh.timezone)
-    st.dataframe(shown, hide_index=True, column_config=column_config(shown))
+    st.dataframe(shown, hide_index=True, placeholder="—", column_config=column_config(shown))
 
 st.subheader("Drift")
 drift_total = cached(workflows.drift_count, wh)
@@ -63,4 +70,4 @@ if drift_total:
     shown = readable(drift, wh.timezone)
     config = column_config(shown)
     config["open"] = st.column_config.LinkColumn("Open", display_text="Open")
-    st.dataframe(shown, hide_index=True, column_config=config)
+    st.dataframe(shown, hide_index=True, placeholder="—", column_config=config)
