@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from closeconv.reports.access import Warehouse, WarehouseUnavailable
-from closeconv.reports.conversations import count_conversations
+from closeconv.reports.conversations import count_conversations, list_conversations
 from closeconv.reports.filters import Filters
 from tests.conftest import ClosecovEnv, closed, recv
 
@@ -73,6 +73,8 @@ def test_no_handle_stays_open_and_a_writer_can_replace_the_file(built, tmp_path)
     wh = Warehouse(built)
     assert wh.timezone == "Europe/Berlin"
     assert count_conversations(wh, Filters(), wh.today()) == 2
+    page = list_conversations(wh, Filters(), wh.today())  # no reference data: names fall back to ids
+    assert page["closed_by_user_name"].to_list() == ["u1", "u1"] and page["first_assignee_name"].to_list() == [None, None]
     wh.copy_to_csv("SELECT * FROM conversations", None, tmp_path / "x.csv")
     assert open_handles(built) == []
     # Another process can open the very file read-write (DuckDB's lock would refuse it if this

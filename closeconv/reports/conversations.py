@@ -19,7 +19,7 @@ from closeconv.contract import FRT_BUCKETS
 from closeconv.reports.access import Warehouse
 from closeconv.reports.filters import Filters, resolve_period
 from closeconv.reports.format import format_duration, source_label
-from closeconv.reports.names import reference_table, team_name_sql, user_name_sql
+from closeconv.reports.names import reference_table, team_name_sql, user_name_sql, with_names
 from closeconv.reports.where import closed_where
 
 SORT_COLUMNS: tuple[str, ...] = ("closed_at", "first_response_time_s", "resolution_time_s")
@@ -27,7 +27,29 @@ TIMESTAMP_COLUMNS = ("opened_at", "closed_at", "first_incoming_at", "first_respo
                      "occurred_at", "triggered_at", "effective_at")
 
 
+LIST_COLUMNS = """
+    c.conversation_id, c.contact_id, c.channel_id, c.opened_at, c.opened_by_source, c.opened_by_user_id,
+    c.closed_at, c.closed_by_source, c.closed_by_user_id, c.closed_by_team_id, c.category, {summary},
+    c.first_incoming_at, c.first_response_at, c.first_response_by_user_id,
+    c.first_response_time_s, c.resolution_time_s, c.frt_bucket,
+    c.incoming_message_count, c.outgoing_message_count, c.human_outgoing_message_count,
+    c.response_count, c.average_response_time_s,
+    c.first_assignee_id, c.first_assigned_at, c.assignee_at_close, c.reopened_within_24h"""
+USER_NAME_COLUMNS = {
+    "opened_by_user_id": "opened_by_user_name", "closed_by_user_id": "closed_by_user_name",
+    "first_response_by_user_id": "first_response_by_user_name", "first_assignee_id": "first_assignee_name",
+    "assignee_at_close": "assignee_at_close_name",
+}
+TEAM_NAME_COLUMNS = {"closed_by_team_id": "closed_by_team_name"}
+
+
+def _named(frame: pl.DataFrame, wh: Warehouse) -> pl.DataFrame:
+    """Name columns next to the ids, in the workspace timezone."""
+    return to_local(with_names(frame, wh, USER_NAME_COLUMNS, TEAM_NAME_COLUMNS), wh.timezone)
+
+
 def _columns(wh: Warehouse, redact_summaries: bool) -> str:
+    """The list's columns with names joined in SQL (for the CSV export, written by DuckDB)."""
     summary = "NULL::VARCHAR AS summary" if redact_summaries else "c.summary"
     return f"""
         c.conversation_id, c.contact_id, c.channel_id,
@@ -66,16 +88,11 @@ def count_conversations(wh: Warehouse, f: Filters, today: date) -> int:
 
 def list_conversations(wh: Warehouse, f: Filters, today: date, sort: str = "closed_at", descending: bool = True,
                        limit: int = 50, offset: int = 0, redact_summaries: bool = False) -> pl.DataFrame:
-    """One page of the matching closed conversations (the page is chosen first, names joined after)."""
+    """One page of the matching closed conversations, with `*_name` columns beside the user/team ids."""
     where = closed_where(f, resolve_period(f, wh.timezone, today))
-    order = _order(sort, descending)
-    sql = f"""
-        WITH page AS (
-            SELECT * FROM conversations c WHERE {where.sql} ORDER BY {order} LIMIT ? OFFSET ?
-        )
-        SELECT {_columns(wh, redact_summaries)} FROM page c ORDER BY {order}"""
-    frame = wh.query(sql, [*where.params, max(0, int(limit)), max(0, int(offset))])
-    return to_local(frame, wh.timezone)
+    columns = LIST_COLUMNS.format(summary="NULL::VARCHAR AS summary" if redact_summaries else "c.summary")
+    sql = f"SELECT {columns} FROM conversations c WHERE {where.sql} ORDER BY {_order(sort, descending)} LIMIT ? OFFSET ?"
+    return _named(wh.query(sql, [*where.params, max(0, int(limit)), max(0, int(offset))]), wh)
 
 
 def export_conversations_csv(wh: Warehouse, f: Filters, today: date, dest: Path, redact_summaries: bool = False) -> int:
@@ -121,46 +138,47 @@ class ConversationDetail:
 def conversation_detail(wh: Warehouse, conversation_id: str) -> ConversationDetail | None:
     """Everything about one conversation (open or closed); None when there is no such id."""
     tz = wh.timezone
-    header = wh.query(f"SELECT {_columns(wh, False)}, c.status FROM conversations c WHERE c.conversation_id = ?",
-                      [conversation_id])
+    header = wh.query(f"SELECT {LIST_COLUMNS.format(summary='c.summary')}, c.status FROM conversations c "
+                      "WHERE c.conversation_id = ?", [conversation_id])
     if header.height == 0:
         return None
     row = header.row(0, named=True)
-    # Bounded by time and contact so DuckDB can skip row groups of a large `events` table.
-    timeline, runs, actions = wh.query_many([
-        (f"""
-        SELECT e.occurred_at, e.event_order::DOUBLE AS position, e.event_type AS kind, e.source,
-               e.user_id, {user_name_sql(wh, 'e.user_id')} AS user_name,
-               e.assignee_id, {user_name_sql(wh, 'e.assignee_id')} AS assignee_name,
-               e.category, e.summary, e.event_id, NULL::VARCHAR AS workflow_id, e.channel_id
-        FROM events e
-        WHERE e.conversation_id = ? AND e.contact_id = ? AND e.occurred_at >= ?::TIMESTAMPTZ
-          AND (?::TIMESTAMPTZ IS NULL OR e.occurred_at <= ?::TIMESTAMPTZ)
-        UNION ALL
-        SELECT a.valid_from, a.timeline_order, 'assignment by workflow', a.source,
-               NULL, NULL, a.assignee_id, {user_name_sql(wh, 'a.assignee_id')},
-               NULL, NULL, coalesce(a.event_id, a.action_id), a.workflow_id, NULL
-        FROM assignments a
-        WHERE a.contact_id = ? AND a.cause = 'workflow' AND a.valid_from >= ?::TIMESTAMPTZ
-          AND (?::TIMESTAMPTZ IS NULL OR a.valid_from <= ?::TIMESTAMPTZ)
-          AND (a.event_id IS NULL OR a.event_id NOT IN (SELECT event_id FROM events WHERE conversation_id = ?))
-        ORDER BY position""",
-         [conversation_id, row["contact_id"], row["opened_at"], row["closed_at"], row["closed_at"],
-          row["contact_id"], row["opened_at"], row["closed_at"], row["closed_at"], conversation_id]),
+    until = row["closed_at"]
+    # Bounded by contact and time as well, so DuckDB can skip row groups of a large `events` table.
+    events, workflow_assignments, runs, actions = wh.query_many([
+        ("""SELECT e.occurred_at, e.event_order::DOUBLE AS position, e.event_type AS kind, e.source, e.user_id,
+                   e.assignee_id, e.category, e.summary, e.event_id, NULL::VARCHAR AS workflow_id, e.channel_id
+            FROM events e
+            WHERE e.conversation_id = ? AND e.contact_id = ? AND e.occurred_at >= ?::TIMESTAMPTZ
+              AND (?::TIMESTAMPTZ IS NULL OR e.occurred_at <= ?::TIMESTAMPTZ)""",
+         [conversation_id, row["contact_id"], row["opened_at"], until, until]),
+        ("""SELECT a.valid_from AS occurred_at, a.timeline_order AS position, 'assignment by workflow' AS kind,
+                   a.source, NULL::VARCHAR AS user_id, a.assignee_id, NULL::VARCHAR AS category,
+                   NULL::VARCHAR AS summary, coalesce(a.event_id, a.action_id) AS event_id, a.workflow_id,
+                   NULL::VARCHAR AS channel_id
+            FROM assignments a
+            WHERE a.contact_id = ? AND a.cause = 'workflow' AND a.valid_from >= ?::TIMESTAMPTZ
+              AND (?::TIMESTAMPTZ IS NULL OR a.valid_from <= ?::TIMESTAMPTZ)""",
+         [row["contact_id"], row["opened_at"], until, until]),
         ("""SELECT r.run_id, r.workflow_id, r.workflow_version, r.trigger_type, r.trigger_event_id, r.triggered_at,
                    r.outcome, r.skip_reason, r.action_count
             FROM workflow_runs r WHERE r.conversation_id = ? ORDER BY r.trigger_event_order, r.workflow_id""",
          [conversation_id]),
-        (f"""SELECT a.action_id, a.run_id, a.workflow_id, a.step_id, a.action, a.strategy,
-                   a.from_assignee_id, {user_name_sql(wh, 'a.from_assignee_id')} AS from_assignee_name,
-                   a.to_assignee_id, {user_name_sql(wh, 'a.to_assignee_id')} AS to_assignee_name,
-                   a.effective_at, a.trigger_event_id, a.reconciled_event_id
+        ("""SELECT a.action_id, a.run_id, a.workflow_id, a.step_id, a.action, a.strategy, a.from_assignee_id,
+                   a.to_assignee_id, a.effective_at, a.trigger_event_id, a.reconciled_event_id
             FROM workflow_actions a WHERE a.conversation_id = ?
             ORDER BY a.trigger_event_order, a.trigger_action_seq""",
          [conversation_id]),
     ])
-    header_local = to_local(header, tz).row(0, named=True)
-    timeline = to_local(timeline, tz)
+    # A workflow change reconciled with a recorded update of this conversation is shown once.
+    workflow_assignments = workflow_assignments.filter(~pl.col("event_id").is_in(events["event_id"].implode()))
+    timeline = pl.concat([events, workflow_assignments], how="vertical_relaxed").sort("position")
+    timeline = with_names(timeline, wh, {"user_id": "user_name", "assignee_id": "assignee_name"})
+    timeline = to_local(timeline.select(
+        "occurred_at", "position", "kind", "source", "user_id", "user_name", "assignee_id", "assignee_name",
+        "category", "summary", "event_id", "workflow_id", "channel_id"), tz)
+    header_local = _named(header, wh).row(0, named=True)
+    actions = with_names(actions, wh, {"from_assignee_id": "from_assignee_name", "to_assignee_id": "to_assignee_name"})
     return ConversationDetail(header=header_local, timeline=timeline, workflow_runs=to_local(runs, tz),
                               workflow_actions=to_local(actions, tz), frt=explain_frt(header_local, timeline))
 

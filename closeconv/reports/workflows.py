@@ -9,7 +9,7 @@ import polars as pl
 
 from closeconv.reports.access import Warehouse
 from closeconv.reports.filters import Period
-from closeconv.reports.names import user_name_sql
+from closeconv.reports.names import with_names
 from closeconv.reports.where import time_range
 
 
@@ -57,15 +57,15 @@ def drift_list(wh: Warehouse, limit: int = 200, offset: int = 0) -> pl.DataFrame
     replayed_from_assignee_id/_name, recorded_assignee_id/_name, recorded_assignee_since/until.
     """
     frame = wh.query(
-        f"""SELECT d.contact_id, d.conversation_id, d.workflow_id, d.expected_unassigned_at,
-                   d.replayed_from_assignee_id, {user_name_sql(wh, 'd.replayed_from_assignee_id')} AS replayed_from_assignee_name,
-                   d.recorded_assignee_id, {user_name_sql(wh, 'd.recorded_assignee_id')} AS recorded_assignee_name,
-                   d.recorded_assignee_since, d.recorded_assignee_until
+        """SELECT d.contact_id, d.conversation_id, d.workflow_id, d.expected_unassigned_at,
+                   d.replayed_from_assignee_id, d.recorded_assignee_id, d.recorded_assignee_since, d.recorded_assignee_until
             FROM workflow_drift d
             ORDER BY d.expected_unassigned_at DESC, d.contact_id, d.action_id LIMIT ? OFFSET ?""",
         [max(0, int(limit)), max(0, int(offset))],
     )
     tz = wh.timezone
+    frame = with_names(frame, wh, {"replayed_from_assignee_id": "replayed_from_assignee_name",
+                                   "recorded_assignee_id": "recorded_assignee_name"})
     return frame.with_columns(
         pl.col(c).dt.convert_time_zone(tz)
         for c in ("expected_unassigned_at", "recorded_assignee_since", "recorded_assignee_until")
