@@ -39,7 +39,7 @@ def make_db(path: Path, sql: str) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     env = ClosecovEnv(tmp_path_factory.mktemp("access"))
-    env.write_jsonl("a.jsonl", [recv("09:00"), closed("09:30", user="u1"),
+    env.write_jsonl("a.jsonl", [recv("09:00"), closed("09:30", user="u1"), "{not json",
                                 recv("10:00", contact="c2"), closed("10:30", user="u1", contact="c2")])
     env.run(timezone="Europe/Berlin")
     return env.warehouse_path
@@ -101,3 +101,14 @@ def test_queries_run_concurrently(built):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: wh.scalar("SELECT count(*) FROM events"), range(16)))
     assert len(set(results)) == 1 and results[0] > 0
+
+
+def test_rejected_records_by_reason_with_examples(built):
+    from closeconv.reports import health
+
+    wh = Warehouse(built)
+    assert health.rejected_by_reason(wh).select("reason_code", "records", "files").rows() == [("invalid_json", 1, 1)]
+    example = health.rejected_examples(wh, "invalid_json").row(0, named=True)
+    assert (example["file"], example["line"], example["raw_record"]) == ("a.jsonl", 3, "{not json")
+    assert health.rejected_examples(wh, "' OR 1=1 --").height == 0
+    assert health.recent_runs(wh)["records_rejected"].to_list() == [1]

@@ -23,9 +23,9 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
-from closeconv.reports import charts, conversations as cv, kpis as kp
+from closeconv.reports import charts, conversations as cv, health, kpis as kp, workflows
 from closeconv.reports.access import Warehouse
-from closeconv.reports.filters import Filters, parse_query_params
+from closeconv.reports.filters import Filters, parse_query_params, resolve_period
 from tests.conftest import ClosecovEnv, assign, closed, opened, recv, sent
 
 NY = "America/New_York"
@@ -358,3 +358,36 @@ def test_breakdowns(wh):
     assert dict(zip(src["label"], src["closed"])) == {"User": 4, "Bot": 1, "Auto-close": 1}
     auto = src.filter(pl.col("closed_by_source") == "auto_close").row(0, named=True)
     assert auto["frt_avg_s"] is None and auto["answered_pct"] == 0
+
+
+@pytest.mark.parametrize("tz", [NY, "Asia/Kathmandu", "Australia/Lord_Howe", "UTC"])
+def test_per_day_counts_match_a_direct_conversion_in_odd_timezones(wh, tz):
+    local = Warehouse(wh.path, timezone_override=tz)
+    frame = charts.opened_vs_closed_per_day(local, Filters(), TODAY).filter((pl.col("opened") > 0) | (pl.col("closed") > 0))
+    direct = local.query(
+        "SELECT timezone(?, closed_at)::DATE AS day, count(*) AS n FROM conversations WHERE status = 'closed' "
+        "GROUP BY 1 ORDER BY 1", [tz])
+    assert {d: n for d, n in zip(frame["day"], frame["closed"]) if n} == dict(zip(direct["day"], direct["n"]))
+
+
+# --- workflows and health --------------------------------------------------------------------
+
+def test_workflow_runs_and_unassignments_per_local_day(wh):
+    runs = workflows.runs_per_day(wh)
+    assert runs.rows() == [(date(2026, 3, 7), "skipped", 1), (date(2026, 3, 8), "completed", 1),
+                           (date(2026, 3, 8), "skipped", 2)]
+    assert workflows.unassign_actions_per_day(wh).rows() == [(date(2026, 3, 8), "unassign-after-close", 1)]
+    skipped = workflows.skipped_by_reason(wh, examples=2)
+    assert skipped["skip_reason"].to_list() == ["contact has no assignee"] and skipped["runs"].to_list() == [3]
+    assert len(skipped["example_conversation_ids"][0]) == 2
+    day = resolve_period(Filters(date_from=date(2026, 3, 7), date_to=date(2026, 3, 7)), NY, TODAY)
+    assert workflows.runs_per_day(wh, day).rows() == [(date(2026, 3, 7), "skipped", 1)]
+    assert workflows.drift_count(wh) == workflows.drift_list(wh).height
+
+
+def test_health(wh):
+    run = health.last_run(wh)
+    assert run["conversations_closed"] == 6 and run["conversations_open"] == 1 and run["records_rejected"] == 0
+    fresh = health.freshness(wh, utc("03-09T17:00:00"))
+    assert fresh.newest_event_at == utc("03-09T16:00:00") and fresh.age_s == 3600
+    assert health.rejected_by_reason(wh).height == 0 and health.rejected_examples(wh).height == 0

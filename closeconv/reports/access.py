@@ -170,6 +170,11 @@ class Warehouse:
             time.sleep(BACKOFF_S * (2 ** attempt))
         raise WarehouseUnavailable(f"could not read {self.path} after {RETRIES} tries: {last}")
 
+    def with_cursor(self, action):
+        """`action(cursor)` on one read-only attachment of the file, for dependent statements
+        (the cursor is only valid inside `action`)."""
+        return self._run(action)
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         return self._run(lambda cur: cur.sql(sql, params=list(params or [])).pl())
 

@@ -12,7 +12,7 @@ import polars as pl
 from closeconv.reports.access import Warehouse
 from closeconv.reports.filters import FRT_BUCKET_LABELS, Filters, resolve_period
 from closeconv.reports.format import source_label
-from closeconv.reports.where import attribute_conditions, closed_where, time_range
+from closeconv.reports.where import attribute_conditions, closed_where, local_day_counts, time_range
 
 NO_CATEGORY = "(no category)"
 
@@ -25,12 +25,8 @@ def opened_vs_closed_per_day(wh: Warehouse, f: Filters, today: date) -> pl.DataF
     attrs = attribute_conditions(f)
     opened_range = time_range("c.opened_at", period)
     sql = f"""
-        WITH closed AS (
-            SELECT timezone(?, c.closed_at)::DATE AS day, count(*) AS n FROM conversations c
-            WHERE {closed.sql} GROUP BY 1),
-        opened AS (
-            SELECT timezone(?, c.opened_at)::DATE AS day, count(*) AS n FROM conversations c
-            WHERE {attrs.sql} AND {opened_range.sql} GROUP BY 1),
+        WITH closed AS ({local_day_counts("c.closed_at", f"FROM conversations c WHERE {closed.sql}")}),
+        opened AS ({local_day_counts("c.opened_at", f"FROM conversations c WHERE {attrs.sql} AND {opened_range.sql}")}),
         bounds AS (
             SELECT coalesce(?::DATE, least((SELECT min(day) FROM closed), (SELECT min(day) FROM opened))) AS first_day,
                    coalesce(?::DATE, greatest((SELECT max(day) FROM closed), (SELECT max(day) FROM opened))) AS last_day),

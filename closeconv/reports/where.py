@@ -79,3 +79,22 @@ def closed_where(f: Filters, period: Period | None, alias: str = "c") -> Where:
 def span(earlier: Period, later: Period) -> Period:
     """From the start of `earlier` to the end of `later` (one scan over a period and its predecessor)."""
     return Period(earlier.first_day, later.last_day, earlier.start_utc, later.end_utc_exclusive)
+
+
+SLOT_MS = 15 * 60 * 1000
+
+
+def local_day_counts(ts: str, source: str, group: str | None = None, group_as: str = "g") -> str:
+    """SQL counting rows of `source` (FROM … WHERE …, alias-qualified `ts`) per local day.
+
+    Converting every timestamp to local time is the slow part (ICU), so rows are first counted
+    per 15-minute UTC slot and only the slots are converted: every UTC offset and DST change
+    falls on a quarter hour, so a slot never straddles two local days. The timezone is the
+    statement's first parameter (then those of `source`). Result columns: day, [group_as,] n.
+    """
+    inner_group = f", {group} AS {group_as}" if group else ""
+    outer_group = f", {group_as}" if group else ""
+    return f"""
+        SELECT timezone(?, to_timestamp(slot * {SLOT_MS // 1000}))::DATE AS day{outer_group}, sum(n)::BIGINT AS n
+        FROM (SELECT epoch_ms({ts}) // {SLOT_MS} AS slot{inner_group}, count(*) AS n {source} GROUP BY ALL)
+        GROUP BY ALL"""

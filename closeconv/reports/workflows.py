@@ -10,15 +10,16 @@ import polars as pl
 from closeconv.reports.access import Warehouse
 from closeconv.reports.filters import Period
 from closeconv.reports.names import with_names
-from closeconv.reports.where import time_range
+from closeconv.reports.where import local_day_counts, time_range
 
 
 def runs_per_day(wh: Warehouse, period: Period | None = None) -> pl.DataFrame:
     """day, outcome, runs: workflow runs per local day of the trigger, by outcome."""
     window = time_range("r.triggered_at", period)
     return wh.query(
-        f"""SELECT timezone(?, r.triggered_at)::DATE AS day, r.outcome, count(*) AS runs
-            FROM workflow_runs r WHERE {window.sql} GROUP BY 1, 2 ORDER BY 1, 2""",
+        f"""SELECT day, outcome, n AS runs FROM ({local_day_counts(
+                "r.triggered_at", f"FROM workflow_runs r WHERE {window.sql}", "r.outcome", "outcome")})
+            ORDER BY 1, 2""",
         [wh.timezone, *window.params],
     )
 
@@ -27,9 +28,10 @@ def unassign_actions_per_day(wh: Warehouse, period: Period | None = None) -> pl.
     """day, workflow_id, actions: unassignments per local day."""
     window = time_range("a.effective_at", period)
     return wh.query(
-        f"""SELECT timezone(?, a.effective_at)::DATE AS day, a.workflow_id, count(*) AS actions
-            FROM workflow_actions a WHERE a.action = 'unassign' AND {window.sql}
-            GROUP BY 1, 2 ORDER BY 1, 2""",
+        f"""SELECT day, workflow_id, n AS actions FROM ({local_day_counts(
+                "a.effective_at", f"FROM workflow_actions a WHERE a.action = 'unassign' AND {window.sql}",
+                "a.workflow_id", "workflow_id")})
+            ORDER BY 1, 2""",
         [wh.timezone, *window.params],
     )
 
