@@ -5,10 +5,10 @@ except Messages Sent, which counts `message.sent` events with source `user` by t
 time falls in the period (the other filters do not apply to it: a message has no category).
 
 - Assigned Conversations: conversations in which the user was the assignee at some moment
-  between open and close: an `assignments` interval of the contact overlapping
-  (opened_at, closed_at), or the first assignee, or the assignee at the close (so an
-  assignment recorded at the very instant of the open or close counts, and a workflow's
-  reassignment caused by the close does not).
+  between open and close: an `assignments` interval of the contact that starts before the
+  close and ends after the open. An assignment recorded at the very instant of the close comes
+  before it (event order) and counts; a workflow's change caused by the close comes after it
+  and does not (the assignee at the close keeps the credit).
 - Closed Conversations: `closed_by_user_id` = the user; Unique Contacts Closed: distinct
   contacts among them; Average and Max Resolution: over them.
 - Average and Median FRT: over the conversations whose `first_response_by_user_id` is the user.
@@ -52,17 +52,15 @@ def _users_sql(wh: Warehouse, f: Filters, today: date, sort: str, descending: bo
     sql = f"""
         WITH closed AS (
             SELECT c.conversation_id, c.contact_id, c.opened_at, c.closed_at, c.closed_by_user_id,
-                   c.first_response_by_user_id, c.first_response_time_s, c.resolution_time_s,
-                   c.assignee_at_close, c.first_assignee_id
+                   c.first_response_by_user_id, c.first_response_time_s, c.resolution_time_s
             FROM conversations c WHERE {closed.sql}),
         assigned AS (
-            SELECT user_id, count(DISTINCT conversation_id) AS assigned_conversations FROM (
-                SELECT a.assignee_id AS user_id, k.conversation_id
+            SELECT user_id, count(*) AS assigned_conversations FROM (
+                SELECT DISTINCT a.assignee_id AS user_id, k.conversation_id
                 FROM closed k JOIN assignments a ON a.contact_id = k.contact_id
-                WHERE a.assignee_id IS NOT NULL AND a.valid_from < k.closed_at
+                WHERE a.assignee_id IS NOT NULL
+                  AND (a.valid_from < k.closed_at OR (a.valid_from = k.closed_at AND a.cause = 'event'))
                   AND (a.valid_to IS NULL OR a.valid_to > k.opened_at)
-                UNION ALL SELECT assignee_at_close, conversation_id FROM closed WHERE assignee_at_close IS NOT NULL
-                UNION ALL SELECT first_assignee_id, conversation_id FROM closed WHERE first_assignee_id IS NOT NULL
             ) GROUP BY 1),
         closers AS (
             SELECT closed_by_user_id AS user_id, count(*) AS closed_conversations,
