@@ -1,9 +1,12 @@
 """The one filter bar of the Conversation List, Reports and Users pages.
 
-Every widget is bound to its URL query parameter (`bind="query-params"`, the key is the public
-parameter name), so opening a URL restores the view and changing a widget updates the URL. The
-widget values are turned back into query parameters and parsed by the data layer, so the rules
-(presets, `from`/`to` winning, hostile values) live in one place: closeconv.reports.filters.
+Each widget's key is its public URL parameter. Opening a URL restores the view: the URL seeds
+the bar the first time a session meets it. Changing a widget updates the URL: every run writes
+the bar's values back with `st.query_params` (values, not labels: `closed_by_user=u_lucas`,
+`preset=last_7_days`). The bar's state is kept for the session, so it follows the manager from
+page to page (a page switch starts the new page with a bare URL and fresh widgets).
+The widget values are parsed by the data layer, so the rules (presets, `from`/`to` winning,
+hostile values) live in one place: closeconv.reports.filters.
 """
 
 from __future__ import annotations
@@ -25,11 +28,65 @@ MULTI_LABELS = {
     "channel": "Channel",
     "opened_source": "Opened by source",
 }
+BAR_PARAMS = ("preset", "from", "to", "q", *MULTI_PARAMS)
+STATE = "filter_bar_params"  # the bar's query parameters for this session
+PAGE = "filter_bar_page"  # the page the bar was last drawn on
 DATE_FORMAT = "YYYY-MM-DD"
 
 
 def _raw_params() -> dict[str, list[str]]:
     return {name: st.query_params.get_all(name) for name in st.query_params.keys()}
+
+
+def _widget_value(name: str, values: list[str]):
+    """A widget value from URL values (invalid ones dropped: the parser's notice says so)."""
+    values = [v.strip() for v in values if v.strip()]
+    if name in MULTI_PARAMS:
+        return list(dict.fromkeys(values))
+    if not values:
+        return "" if name == "q" else None
+    last = values[-1]
+    if name == "preset":
+        return last if last in PRESETS else None
+    if name in ("from", "to"):
+        try:
+            return date.fromisoformat(last)
+        except ValueError:
+            return None
+    return last
+
+
+def _url_values(name: str, value) -> list[str]:
+    if value is None or value == "" or value == []:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [value.isoformat() if isinstance(value, date) else str(value)]
+
+
+def _restore(page: str, raw: dict[str, list[str]]) -> None:
+    """Before drawing: the session's first run takes the URL; a page switch takes the session's state."""
+    if STATE not in st.session_state:
+        st.session_state[STATE] = {name: raw[name] for name in BAR_PARAMS if name in raw}
+    elif st.session_state.get(PAGE) == page:
+        return  # same page: the widgets hold the truth
+    saved = st.session_state[STATE]
+    for name in BAR_PARAMS:
+        st.session_state[name] = _widget_value(name, saved.get(name, []))
+    st.session_state[PAGE] = page
+
+
+def _save_and_mirror(values: dict[str, object]) -> dict[str, list[str]]:
+    params = {name: _url_values(name, value) for name, value in values.items()}
+    params = {name: v for name, v in params.items() if v}
+    st.session_state[STATE] = params
+    for name in BAR_PARAMS:
+        if params.get(name):
+            if st.query_params.get_all(name) != params[name]:
+                st.query_params[name] = params[name]
+        elif name in st.query_params:
+            del st.query_params[name]
+    return params
 
 
 def _clear_dates() -> None:
@@ -45,38 +102,32 @@ def _clear_all() -> None:
         st.session_state[name] = []
 
 
-def render(wh) -> Filters:
+def period_picker(where) -> str | None:
+    return where.selectbox("Period", PRESETS, index=None, key="preset", format_func=PRESET_LABELS.get,
+                           placeholder="All time", on_change=_clear_dates)
+
+
+def render(wh, page: str) -> Filters:
     """Draw the filter bar in the sidebar; return the Filters it selects (notices shown on the page)."""
     raw = _raw_params()
+    _restore(page, raw)
     options = cached(filter_options, wh)
     bar = st.sidebar
     bar.header("Filters")
     bar.caption(f"Closed date, in {wh.timezone}")
-    preset = bar.selectbox("Period", PRESETS, index=None, key="preset", bind="query-params",
-                           format_func=PRESET_LABELS.get, placeholder="All time", on_change=_clear_dates)
-    date_from = bar.date_input("From", value=None, key="from", bind="query-params", format=DATE_FORMAT)
-    date_to = bar.date_input("To", value=None, key="to", bind="query-params", format=DATE_FORMAT)
-    q = bar.text_input("Contact or conversation id", key="q", bind="query-params", placeholder="e.g. c000123")
-    selected: dict[str, list[str]] = {}
+    values: dict[str, object] = {"preset": period_picker(bar)}
+    values["from"] = bar.date_input("From", value=None, key="from", format=DATE_FORMAT)
+    values["to"] = bar.date_input("To", value=None, key="to", format=DATE_FORMAT)
+    values["q"] = bar.text_input("Contact or conversation id", key="q", placeholder="e.g. c_000123")
     for name in MULTI_PARAMS:
         known = options.get(name, [])
         labels = {value: label for value, label in known}
         # Values from the URL that match nothing stay visible (and select nothing) instead of vanishing.
-        values = [value for value, _ in known] + [v for v in raw.get(name, []) if v not in labels]
-        selected[name] = bar.multiselect(MULTI_LABELS[name], values, key=name, bind="query-params",
-                                         format_func=lambda v, labels=labels: labels.get(v, v),
-                                         placeholder="Any")
+        choices = [value for value, _ in known] + [v for v in st.session_state.get(name) or [] if v not in labels]
+        values[name] = bar.multiselect(MULTI_LABELS[name], choices, key=name, placeholder="Any",
+                                       format_func=lambda v, labels=labels: labels.get(v, v))
     bar.button("Clear filters", on_click=_clear_all, icon=":material/filter_alt_off:", width="stretch")
-
-    params: dict[str, list[str]] = {name: values for name, values in selected.items() if values}
-    if isinstance(date_from, date):
-        params["from"] = [date_from.isoformat()]
-    if isinstance(date_to, date):
-        params["to"] = [date_to.isoformat()]
-    if preset:
-        params["preset"] = [preset]
-    if q:
-        params["q"] = [q]
+    params = _save_and_mirror(values)
     for name in EXTRA_MULTI_PARAMS:  # not in the bar: set by a chart, kept from the URL
         if raw.get(name):
             params[name] = raw[name]

@@ -115,7 +115,7 @@ def test_workflows_page_counts_runs_in_the_period(app, warehouse):
     runs = scalar(warehouse, "SELECT count(*) FROM workflow_runs")
     assert runs > 0
     assert f"{runs:,} workflow runs" in " ".join(m.value for m in at.markdown)
-    at.selectbox(key="preset").set_value("yesterday").run()
+    at.selectbox(key="workflows_period").set_value("yesterday").run()
     yesterday = date.today() - timedelta(days=1)
     in_day = scalar(warehouse, f"SELECT count(*) FROM workflow_runs WHERE {local_day('triggered_at')} = ?", [yesterday])
     text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)

@@ -7,20 +7,21 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from closeconv.reports.conversations import SORT_COLUMNS, count_conversations, list_conversations
+from closeconv.reports.conversations import count_conversations, list_conversations
 from closeconv.reports.filters import to_query_params
 from dashboard import common, drilldown, filter_bar
 from dashboard.data import cached
 from dashboard.download_tokens import export_url
 from dashboard.tables import LIST_COLUMNS, column_config, pick, readable, with_closed_by
 
-SORT_LABELS = {"closed_at": "Close time", "first_response_time_s": "First response time",
-               "resolution_time_s": "Resolution time"}
+# Labels are the options: a bound widget puts its option text in the URL (`sort=Resolution time`).
+SORT_BY_LABEL = {"Close time": "closed_at", "First response time": "first_response_time_s",
+                 "Resolution time": "resolution_time_s"}
 PAGE_SIZES = (25, 50, 100, 250)
 
 wh = common.require_data("Conversation List")
 cfg = common.config()
-filters = filter_bar.render(wh)
+filters = filter_bar.render(wh, "list")
 today = wh.today()
 
 # A changed filter starts again at page 1 (a URL's own page is kept on the first run).
@@ -34,7 +35,7 @@ with st.container(key="match_count"):
     st.markdown(f"### {total:,} conversations")
 
 controls = st.columns([2, 1, 1, 2], vertical_alignment="bottom")
-sort = controls[0].selectbox("Sort by", SORT_COLUMNS, key="sort", bind="query-params", format_func=SORT_LABELS.get)
+sort = SORT_BY_LABEL[controls[0].selectbox("Sort by", list(SORT_BY_LABEL), key="sort", bind="query-params")]
 descending = controls[1].toggle("Descending", value=True, key="desc", bind="query-params",
                                 help="Newest / longest first")
 page_size = controls[2].selectbox("Rows per page", PAGE_SIZES, key="page_size", bind="query-params")

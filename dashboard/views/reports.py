@@ -12,7 +12,7 @@ from dashboard import charts, common, filter_bar, kpi_tiles
 from dashboard.data import cached
 
 wh = common.require_data("Reports")
-filters = filter_bar.render(wh)
+filters = filter_bar.render(wh, "reports")
 today = wh.today()
 period = resolve_period(filters, wh.timezone, today)
 previous = previous_period(period, wh.timezone) if period else None

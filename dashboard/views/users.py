@@ -14,13 +14,13 @@ from dashboard.download_tokens import export_url
 from dashboard.tables import readable
 
 wh = common.require_data("Users")
-filters = filter_bar.render(wh)
+filters = filter_bar.render(wh, "users")
 today = wh.today()
 
 top = st.columns([3, 2, 1, 2], vertical_alignment="bottom")
 sort = top[1].selectbox("Sort by", USER_SORT_COLUMNS, index=USER_SORT_COLUMNS.index("closed_conversations"),
-                        key="sort", bind="query-params", format_func=USER_COLUMN_LABELS.get)
-descending = top[2].toggle("Descending", value=True, key="desc", bind="query-params")
+                        key="users_sort", persist_state="session", format_func=USER_COLUMN_LABELS.get)
+descending = top[2].toggle("Descending", value=True, key="users_desc", persist_state="session")
 report = cached(users_report, wh, filters, today, sort=sort, descending=descending)
 with top[0].container(key="match_count"):
     st.markdown(f"### {report.height:,} users")

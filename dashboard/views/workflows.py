@@ -13,8 +13,8 @@ from dashboard.data import cached
 from dashboard.tables import column_config, readable
 
 wh = common.require_data("Workflows")
-preset = st.selectbox("Period", PRESETS, index=None, key="preset", bind="query-params",
-                      format_func=PRESET_LABELS.get, placeholder="All time", width=240)
+preset = st.selectbox("Period", PRESETS, index=None, key="workflows_period", format_func=PRESET_LABELS.get,
+                      placeholder="All time", width=260)
 period = resolve_period(Filters(preset=preset), wh.timezone, wh.today())
 
 runs = cached(workflows.runs_per_day, wh, period)
