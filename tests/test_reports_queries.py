@@ -171,6 +171,7 @@ def test_q_matches_a_conversation_id_exactly(wh):
 
 @pytest.mark.parametrize("value", [
     "' OR 1=1 --", "%", "_", "Billing%", "'); DROP TABLE conversations; --", "x" * 3000, "\\", "\"", "*",
+    "a\x00b", "\udcff", "\u202e", "😀",
 ])
 def test_hostile_values_match_nothing(wh, value):
     for name in ("category", "closed_by_source", "closed_by_user", "team", "assignee", "channel", "opened_source",

@@ -73,10 +73,16 @@ class Period:
         return (self.last_day - self.first_day).days + 1
 
 
+def _text(value: str) -> str:
+    """Lone surrogates (from a malformed URL) cannot be sent to DuckDB: make them U+FFFD, so
+    the value still matches nothing rather than being dropped (which would widen the filter)."""
+    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+
+
 def _values(raw: list[str] | str | None) -> list[str]:
     if raw is None:
         return []
-    return [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)]
+    return [_text(raw)] if isinstance(raw, str) else [_text(v) for v in raw if isinstance(v, str)]
 
 
 def _parse_day(name: str, raw: list[str] | str | None, notices: list[str]) -> date | None:
