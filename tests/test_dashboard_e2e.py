@@ -53,6 +53,17 @@ def page(browser):
     assert not errors, errors
 
 
+def screenshot(page, name: str) -> None:
+    """The whole page: the viewport grows to the content (Streamlit scrolls inside the page)."""
+    page.wait_for_timeout(800)  # let charts finish drawing
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 2600)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
 def count_line(page):
     return page.locator(".st-key-match_count")
 
@@ -140,5 +151,4 @@ def test_every_page_opens_and_keeps_the_shared_filters(server, warehouse, page):
             tile = page.get_by_test_id("stMetric").filter(has_text="Closed").first
             expect(tile).to_contain_text(f"{billing:,}")
         if SCREENSHOTS:
-            page.wait_for_timeout(800)  # let charts finish drawing
-            page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+            screenshot(page, name)

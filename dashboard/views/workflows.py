@@ -34,7 +34,7 @@ with left:
     st.subheader("Runs per day by outcome")
     st.altair_chart(
         alt.Chart(runs).mark_bar().encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            x=alt.X("yearmonthdate(day):O", title=None, axis=alt.Axis(format="%b %d", labelAngle=0, labelOverlap=True)),
             y=alt.Y("runs:Q", title="Runs", stack=True),
             color=alt.Color("outcome:N", title=None, legend=alt.Legend(orient="top"),
                             scale=alt.Scale(domain=["completed", "skipped"], range=["#1f5fbf", "#e0a030"])),
@@ -45,7 +45,7 @@ with right:
     actions = cached(workflows.unassign_actions_per_day, wh, period)
     st.altair_chart(
         alt.Chart(actions).mark_bar().encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            x=alt.X("yearmonthdate(day):O", title=None, axis=alt.Axis(format="%b %d", labelAngle=0, labelOverlap=True)),
             y=alt.Y("actions:Q", title="Unassignments", stack=True),
             color=alt.Color("workflow_id:N", title=None, legend=alt.Legend(orient="top")),
             tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "workflow_id:N", "actions:Q"],
