@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +56,18 @@ def refuse_unprotected_host(host: str, environ: dict[str, str]) -> str | None:
     return method
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a taken port up front: else the health check could be answered by whoever holds it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationFailed(f"cannot listen on {host}:{port} ({exc.strerror}): another program uses the "
+                                      "port or the address is not on this machine. Pick a free one with --port.") from None
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen) -> bool:
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -87,6 +100,7 @@ def serve(warehouse: Path, host: str, port: int, timezone: str | None = None,
     env[REDACT_ENV] = "1" if redact_summaries else ""
     env[TOKEN_KEY_ENV] = secrets.token_urlsafe(32)
     method = refuse_unprotected_host(host, env)
+    _check_port_free(host, port)
     cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_DIR / "server.py"),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
