@@ -136,3 +136,26 @@ def test_missing_warehouse_says_how_to_build_one(app, monkeypatch, tmp_path):
         at = app(page)
         text = " ".join(i.value for i in at.info)
         assert "There is no warehouse" in text and "closeconv run" in text and "dev.py demo" in text
+
+
+def test_redact_summaries_hides_them_on_screen_and_in_exports(app, warehouse, monkeypatch, tmp_path):
+    import csv
+
+    from dashboard.drilldown import REDACTED
+    from dashboard.exports import _write_export
+
+    with_summary = scalar(warehouse, "SELECT conversation_id FROM conversations WHERE status = 'closed' "
+                                     "AND summary IS NOT NULL ORDER BY closed_at DESC LIMIT 1")
+    summary = scalar(warehouse, "SELECT summary FROM conversations WHERE conversation_id = ?", [with_summary])
+    at = app(conversation=with_summary)
+    assert summary in " ".join(m.value for m in at.markdown)  # shown by default
+    monkeypatch.setenv("CLOSECONV_DASHBOARD_REDACT", "1")
+    at = app(conversation=with_summary)
+    table = at.dataframe[0].value
+    assert "summary" not in table.columns or table["summary"].isna().all()
+    text = " ".join(m.value for m in at.markdown)
+    assert summary not in text and REDACTED in text
+    rows = _write_export("conversations", "", tmp_path / "all.csv")
+    exported = list(csv.DictReader(open(tmp_path / "all.csv")))
+    assert rows == len(exported) == closed_count(warehouse)
+    assert not any(r["summary"] for r in exported)

@@ -13,6 +13,7 @@ from dashboard.data import cached
 from dashboard.tables import column_config, readable
 
 wh = common.require_data("Pipeline health")
+cfg = common.config()
 tz = wh.timezone
 run = cached(health.last_run, wh)
 now = datetime.now(timezone.utc)
@@ -54,4 +55,8 @@ else:
     for reason in rejected[rejected.columns[0]].to_list():
         with st.expander(f"Examples: {reason}"):
             examples = cached(health.rejected_examples, wh, reason)
+            if cfg.redact_summaries and "raw_record" in examples.columns:
+                # A raw record can carry a closing-note summary: hidden like the summaries themselves.
+                examples = examples.drop("raw_record")
+                st.caption("Raw records are hidden: summaries are redacted on this dashboard.")
             st.dataframe(readable(examples, tz), hide_index=True, placeholder="—")
