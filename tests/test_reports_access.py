@@ -112,3 +112,13 @@ def test_rejected_records_by_reason_with_examples(built):
     assert (example["file"], example["line"], example["raw_record"]) == ("a.jsonl", 3, "{not json")
     assert health.rejected_examples(wh, "' OR 1=1 --").height == 0
     assert health.recent_runs(wh)["records_rejected"].to_list() == [1]
+
+
+def test_sessions_are_in_utc_whatever_the_process_timezone(built):
+    code = ("import sys; from pathlib import Path; from closeconv.reports.access import Warehouse; "
+            "wh = Warehouse(Path(sys.argv[1])); "
+            "print(wh.scalar(\"SELECT current_setting('TimeZone')\"), "
+            "wh.scalar(\"SELECT strftime(min(closed_at), '%H:%M%z') FROM conversations\"))")
+    out = subprocess.run([sys.executable, "-c", code, str(built)], env=dict(os.environ, TZ="Asia/Tokyo"),
+                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert out[0] == "UTC" and out[1].endswith("+00")

@@ -153,6 +153,7 @@ class Warehouse:
             cur = _host_connection().cursor()
             attached = False
             try:
+                cur.sql("SET TimeZone = 'UTC'")  # per connection: a cursor does not inherit it
                 cur.sql(f"ATTACH '{path_sql}' AS {alias} (READ_ONLY)")
                 attached = True
                 cur.sql(f"USE {alias}")
