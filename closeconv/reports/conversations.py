@@ -285,35 +285,25 @@ def filter_options(wh: Warehouse) -> dict[str, list[tuple[str, str]]]:
     users_by_id, teams_by_id = dict(user_names.iter_rows()), dict(team_names.iter_rows())
     configured_names = configured["name"].to_list()
     known = {n.lower() for n in configured_names}
-    category = pl.DataFrame({"value": configured_names + sorted(v for v in values["category"] if v.lower() not in known)},
-                            schema={"value": pl.String}).with_columns(pl.col("value").alias("label"))
+    categories_seen = sorted(v for v in values["category"] if v.lower() not in known)
 
-    def named(ids: set[str], names: dict[str, str]) -> pl.DataFrame:
-        ordered = sorted(ids)
-        return pl.DataFrame({"value": ordered, "label": [names.get(i, i) for i in ordered]},
-                            schema={"value": pl.String, "label": pl.String})
+    def by_label(pairs) -> list[tuple[str, str]]:
+        return sorted(pairs, key=lambda pair: (pair[1].lower(), pair[0]))
 
-    closed_by_user = named(values["closed_by_user_id"], users_by_id)
-    team = named(values["closed_by_team_id"] | set(teams_by_id), teams_by_id)
-    assignee = named(values["assignee_at_close"], users_by_id)
-    closed_by_source = pl.DataFrame({"value": sorted(values["closed_by_source"])}, schema={"value": pl.String})
-    channel = pl.DataFrame({"value": sorted(values["channel_id"])}, schema={"value": pl.String})
-    opened_source = pl.DataFrame({"value": sorted(values["opened_by_source"])}, schema={"value": pl.String})
+    def named(ids: set[str], names: dict[str, str]) -> list[tuple[str, str]]:
+        return by_label((i, names.get(i, i)) for i in ids)
 
-    def labelled(frame: pl.DataFrame) -> list[tuple[str, str]]:
-        return sorted(((r[0], r[1]) for r in frame.select("value", "label").iter_rows()), key=lambda x: x[1].lower())
-
-    def sources(frame: pl.DataFrame) -> list[tuple[str, str]]:
-        return sorted(((v, source_label(v)) for v in frame["value"].to_list()), key=lambda x: x[1])
+    def sources(ids: set[str]) -> list[tuple[str, str]]:
+        return by_label((s, source_label(s)) for s in ids)
 
     return {
-        "category": labelled(category),
-        "closed_by_source": sources(closed_by_source),
-        "closed_by_user": labelled(closed_by_user),
-        "team": labelled(team),
-        "assignee": labelled(assignee),
-        "channel": sorted((v, v) for v in channel["value"].to_list()),
-        "opened_source": sources(opened_source),
+        "category": by_label((c, c) for c in configured_names + categories_seen),
+        "closed_by_source": sources(values["closed_by_source"]),
+        "closed_by_user": named(values["closed_by_user_id"], users_by_id),
+        "team": named(values["closed_by_team_id"] | set(teams_by_id), teams_by_id),
+        "assignee": named(values["assignee_at_close"], users_by_id),
+        "channel": sorted((c, c) for c in values["channel_id"]),
+        "opened_source": sources(values["opened_by_source"]),
     }
 
 
