@@ -23,14 +23,15 @@ COLUMN_LABELS = {
     "first_assignee_name": "First assignee", "opened_by_user_name": "Opened by user",
     "first_response_by_user_name": "First response by", "user_name": "User", "assignee_name": "Assignee",
     "kind": "Event", "workflow_id": "Workflow", "from_assignee_name": "From", "to_assignee_name": "To",
-    "occurred_at": "Time", "event_type": "Event", "source": "Source", "user": "User", "event_id": "Event id",
+    "occurred_at": "Time", "event_type": "Event", "expected_unassigned_at": "Should have been unassigned at",
+    "replayed_from_assignee_name": "Should have unassigned", "recorded_assignee_name": "Still assigned (recorded)",
+    "recorded_assignee_since": "Assigned since", "recorded_assignee_until": "Assigned until", "source": "Source", "user": "User", "event_id": "Event id",
 }
 
 
-LIST_COLUMNS = ("closed_at", "conversation_id", "contact_id", "category", "summary", "closed_by",
-                "closed_by_team_name", "assignee_at_close_name", "channel_id", "opened_by_source",
-                "first_response_time_s", "resolution_time_s", "frt_bucket", "human_outgoing_message_count",
-                "reopened_within_24h")
+LIST_COLUMNS = ("closed_at", "category", "first_response_time_s", "resolution_time_s", "summary", "closed_by",
+                "closed_by_team_name", "assignee_at_close_name", "channel_id", "opened_by_source", "frt_bucket",
+                "human_outgoing_message_count", "reopened_within_24h", "contact_id", "conversation_id")
 TIMELINE_COLUMNS = ("occurred_at", "kind", "source", "user_name", "assignee_name", "category", "summary",
                     "workflow_id", "event_id")
 

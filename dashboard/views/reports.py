@@ -3,10 +3,12 @@ and conversations by category, channel and closed-by source."""
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from closeconv.reports import charts as report_charts
 from closeconv.reports.filters import FRT_BUCKET_LABELS, previous_period, resolve_period
+from closeconv.reports.format import source_label
 from closeconv.reports.kpis import kpis
 from dashboard import charts, common, filter_bar, kpi_tiles
 from dashboard.data import cached
@@ -45,14 +47,15 @@ with left:
 with right:
     st.subheader("By closed-by source")
     by_source = cached(report_charts.by_closed_by_source, wh, filters, today)
-    st.altair_chart(charts.bars(by_source, by_source.columns[0], "Closed by"), width="stretch")
+    by_source = by_source.with_columns(pl.col(by_source.columns[0]).map_elements(source_label, return_dtype=pl.String))
+    st.altair_chart(charts.bars(by_source, by_source.columns[0], "Closed by", value="closed"), width="stretch")
 
 left, right = st.columns(2)
 with left:
     st.subheader("By category")
     by_category = cached(report_charts.by_category, wh, filters, today)
-    st.altair_chart(charts.bars(by_category, by_category.columns[0], "Category"), width="stretch")
+    st.altair_chart(charts.bars(by_category, by_category.columns[0], "Category", value="closed"), width="stretch")
 with right:
     st.subheader("By channel")
     by_channel = cached(report_charts.by_channel, wh, filters, today)
-    st.altair_chart(charts.bars(by_channel, by_channel.columns[0], "Channel"), width="stretch")
+    st.altair_chart(charts.bars(by_channel, by_channel.columns[0], "Channel", value="closed"), width="stretch")

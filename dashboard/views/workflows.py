@@ -10,7 +10,11 @@ from closeconv.reports import workflows
 from closeconv.reports.filters import PRESET_LABELS, PRESETS, Filters, resolve_period
 from dashboard import common
 from dashboard.data import cached
-from dashboard.tables import column_config, readable
+from dashboard.tables import column_config, pick, readable
+
+DRIFT_COLUMNS = ("open", "expected_unassigned_at", "contact_id", "conversation_id", "workflow_id",
+                 "replayed_from_assignee_name", "recorded_assignee_name", "recorded_assignee_since",
+                 "recorded_assignee_until")
 
 wh = common.require_data("Workflows")
 preset = st.selectbox("Period", PRESETS, index=None, key="workflows_period", format_func=PRESET_LABELS.get,
@@ -67,6 +71,7 @@ st.caption(f"{drift_total:,} replayed unassignments that the recorded assignment
 if drift_total:
     drift = cached(workflows.drift_list, wh, limit=200)
     drift = drift.with_columns(("/?conversation=" + drift["conversation_id"]).alias("open"))
+    drift = pick(drift, DRIFT_COLUMNS)
     shown = readable(drift, wh.timezone)
     config = column_config(shown)
     config["open"] = st.column_config.LinkColumn("Open", display_text="Open")
