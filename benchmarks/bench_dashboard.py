@@ -2,6 +2,7 @@
 
     uv run python benchmarks/bench_dashboard.py --conversations 1000000 --dir /tmp/cc-bench-1m
     uv run python benchmarks/bench_dashboard.py --conversations 20000 --dir /tmp/cc-bench --repeat 5
+    uv run python benchmarks/bench_dashboard.py --conversations 150000 --replicate 6 --dir /tmp/cc-bench-150k
 
 The folder holds the landing files, reference data and warehouse; a later run with the same
 --conversations, --days and --seed reuses them (delete the folder to rebuild). Each query runs
@@ -9,6 +10,10 @@ The folder holds the landing files, reference data and warehouse; a later run wi
 includes attaching and detaching the file). Printed per query: median and p95 milliseconds, and
 the ratio of the median to a baseline measured in the same run, `SELECT count(*) FROM
 conversations` through the same path (these machines are noisy; the ratio travels better).
+--replicate K is a quick stand-in for a K-times larger run, not a substitute for it: after
+building the warehouse through the pipeline it copies every table K times with suffixed ids
+(same days, so K times the conversations per day) into warehouse-xK.duckdb and measures that.
+
 Targets (issue 6, point 10): median <= 100 ms and p95 <= 250 ms per query at 1M closed
 conversations. The exit status is 1 when a query misses them.
 """
@@ -67,6 +72,50 @@ def build(folder: Path, n: int, days: int, seed: int, timezone: str) -> Path:
     return warehouse
 
 
+# Tables copied K times by --replicate, with these id columns suffixed per copy.
+REPLICATED_IDS: dict[str, tuple[str, ...]] = {
+    "events": ("event_id", "contact_id", "conversation_id"),
+    "conversations": ("conversation_id", "contact_id"),
+    "assignments": ("contact_id", "event_id", "run_id", "action_id", "trigger_event_id"),
+    "workflow_runs": ("run_id", "trigger_event_id", "contact_id", "conversation_id"),
+    "workflow_actions": ("action_id", "run_id", "contact_id", "trigger_event_id", "conversation_id", "reconciled_event_id"),
+    "workflow_drift": ("contact_id", "run_id", "action_id", "trigger_event_id", "conversation_id"),
+}
+# Physical order the pipeline writes (zone maps depend on it).
+REPLICATED_ORDER = {"events": "event_order", "conversations": "opened_at, conversation_id",
+                    "workflow_runs": "triggered_at", "workflow_drift": "expected_unassigned_at"}
+
+
+def replicate(source: Path, copies: int) -> Path:
+    """source's tables, `copies` times over with suffixed ids, in a new file beside it."""
+    import duckdb
+
+    target = source.with_name(f"warehouse-x{copies}.duckdb")
+    marker = target.with_suffix(".source")
+    stamp = f"{source.stat().st_ino}:{source.stat().st_mtime_ns}"
+    if target.exists() and marker.exists() and marker.read_text() == stamp:
+        print(f"reusing {target}", flush=True)
+        return target
+    target.unlink(missing_ok=True)
+    started = time.perf_counter()
+    con = duckdb.connect(str(target))
+    con.sql("SET TimeZone = 'UTC'")
+    con.sql(f"ATTACH '{source}' AS src (READ_ONLY)")
+    for (table,) in con.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'src'").fetchall():
+        ids = REPLICATED_IDS.get(table)
+        if ids is None:
+            con.sql(f"CREATE TABLE {table} AS SELECT * FROM src.{table}")
+            continue
+        replaced = ", ".join(f"{c} || '_' || k AS {c}" for c in ids)
+        order = REPLICATED_ORDER.get(table, ids[0])
+        con.sql(f"CREATE TABLE {table} AS SELECT * REPLACE ({replaced}) FROM src.{table}, range({copies}) r(k) "
+                f"ORDER BY {order}, k")
+    con.close()
+    marker.write_text(stamp)
+    print(f"replicated {source.name} x{copies} into {target} in {time.perf_counter() - started:.0f}s", flush=True)
+    return target
+
+
 def timed(fn, repeat: int) -> list[float]:
     fn()  # warm-up: OS page cache, DuckDB extension loading
     out = []
@@ -90,10 +139,14 @@ def main() -> int:
     ap.add_argument("--timezone", default="America/New_York")
     ap.add_argument("--dir", type=Path, default=None, help="Folder to build in or reuse (default: a temp folder).")
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--replicate", type=int, default=1, help="Measure K copies of the built warehouse (a stand-in).")
     args = ap.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="cc-bench-dashboard-"))
     folder.mkdir(parents=True, exist_ok=True)
-    wh = Warehouse(build(folder, args.conversations, args.days, args.seed, args.timezone))
+    path = build(folder, args.conversations, args.days, args.seed, args.timezone)
+    if args.replicate > 1:
+        path = replicate(path, args.replicate)
+    wh = Warehouse(path)
 
     closed = wh.scalar("SELECT count(*) FROM conversations WHERE status = 'closed'")
     events = wh.scalar("SELECT count(*) FROM events")
