@@ -108,3 +108,22 @@ def test_password_sign_in_end_to_end(warehouse, tmp_path):
         assert len(csv.text.strip().splitlines()) == billing + 1
         tampered = href[:-3] + ("AAA" if not href.endswith("AAA") else "BBB")
         assert httpx.get(base + tampered).status_code == 403
+
+
+def test_configuration_errors_exit_2_naming_the_fix(tmp_path, warehouse):
+    import socket
+
+    def run(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(CLOSECONV), "dashboard", *flags], cwd=tmp_path, env=hermetic_env(tmp_path),
+                              capture_output=True, text=True, timeout=60)
+
+    bad_tz = run("--warehouse", str(warehouse), "--timezone", "Mars/Olympus")
+    assert bad_tz.returncode == 2 and "unknown timezone 'Mars/Olympus'" in bad_tz.stderr and "IANA" in bad_tz.stderr
+    folder = run("--warehouse", str(tmp_path))
+    assert folder.returncode == 2 and "is a folder" in folder.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run("--warehouse", str(warehouse), "--port", str(port))
+    assert busy.returncode == 2 and "--port" in busy.stderr
