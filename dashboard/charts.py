@@ -28,7 +28,7 @@ def opened_vs_closed(frame: pl.DataFrame) -> alt.Chart:
 
 
 def bars(frame: pl.DataFrame, label: str, title: str, sort: list[str] | None = None, horizontal: bool = True,
-         value: str = "conversations") -> alt.Chart:
+         value: str = "conversations", pick: str | None = None) -> alt.Chart:
     """`value` per value of `label`, largest first unless `sort` fixes the order. Duration columns
     (`*_s`) and `answered_pct` go into the tooltip, readable."""
     frame = frame.with_columns(pl.col(label).cast(pl.String).fill_null("(none)"))
@@ -48,10 +48,13 @@ def bars(frame: pl.DataFrame, label: str, title: str, sort: list[str] | None = N
         enc = dict(x=alt.X(f"{label}:N", title=title, sort=order, axis=alt.Axis(labelAngle=0)),
                    y=alt.Y(f"{value}:Q", title="Conversations"))
     height = max(160, 36 * frame.height) if horizontal else 260
-    return (
+    chart = (
         alt.Chart(frame)
         .mark_bar(color=CLOSED_COLOR, cornerRadiusEnd=3)
         .encode(**enc, tooltip=[alt.Tooltip(f"{label}:N", title=title), alt.Tooltip(f"{value}:Q", title="conversations"),
                                 *extra])
         .properties(height=height)
     )
+    if pick:  # a click on a bar selects its value (the page reads it back)
+        chart = chart.add_params(alt.selection_point(name=pick, fields=[label]))
+    return chart

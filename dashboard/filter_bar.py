@@ -131,7 +131,13 @@ def render(wh, page: str) -> Filters:
     for name in EXTRA_MULTI_PARAMS:  # not in the bar: set by a chart, kept from the URL
         if raw.get(name):
             params[name] = raw[name]
+
     filters, _ = parse_query_params(params)
+    if filters.frt_bucket:
+        note, clear = st.columns([5, 1], vertical_alignment="center")
+        note.info(f"Only first response times in {', '.join(filters.frt_bucket)} (picked on the Reports chart).",
+                  icon=":material/timer:")
+        clear.button("Show all", on_click=lambda: st.query_params.pop("frt_bucket", None))
     _, notices = parse_query_params(raw)
     for notice in notices:
         st.warning(notice, icon=":material/info:")

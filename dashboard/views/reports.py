@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from closeconv.reports import charts as report_charts
-from closeconv.reports.filters import FRT_BUCKET_LABELS, previous_period, resolve_period
+from closeconv.reports.filters import FRT_BUCKET_LABELS, previous_period, resolve_period, to_query_params
 from closeconv.reports.format import source_label
 from closeconv.reports.kpis import kpis
 from dashboard import charts, common, filter_bar, kpi_tiles
@@ -42,8 +42,14 @@ left, right = st.columns(2)
 with left:
     st.subheader("First response time")
     frt = cached(report_charts.frt_breakdown, wh, filters, today)
-    st.altair_chart(charts.bars(frt, frt.columns[0], "First response", sort=list(FRT_BUCKET_LABELS), horizontal=False),
-                    width="stretch")
+    bucket = frt.columns[0]
+    clicked = st.altair_chart(charts.bars(frt, bucket, "First response", sort=list(FRT_BUCKET_LABELS), horizontal=False,
+                                          pick="bucket"), width="stretch", on_select="rerun", key="frt_chart")
+    st.caption("Click a bar to list its conversations.")
+    picked = (clicked.selection.get("bucket") or []) if clicked else []
+    if picked and picked[0].get(bucket):
+        params = to_query_params(filters) | {"frt_bucket": [picked[0][bucket]]}
+        st.switch_page("views/conversations.py", query_params=params)
 with right:
     st.subheader("By closed-by source")
     by_source = cached(report_charts.by_closed_by_source, wh, filters, today)
