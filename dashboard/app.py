@@ -3,10 +3,15 @@
 Served by `closeconv dashboard` (through dashboard/server.py, which adds the CSV routes).
 """
 
+import time
+
 import streamlit as st
 
+from closeconv.reports.access import WarehouseUnavailable
 from dashboard import sign_in
 from dashboard.config import DASHBOARD_DIR, DashboardConfig
+
+AUTO_RETRIES, AUTO_RETRY_DELAY_S = 5, 2.0
 
 st.set_page_config(page_title="closeconv", page_icon=":material/forum:", layout="wide")
 # Less empty space above the page title than Streamlit's default.
@@ -25,4 +30,15 @@ page = st.navigation(pages, position="top" if signed_in else "hidden")
 if not signed_in:
     sign_in.sign_in_page(cfg)
 sign_in.sign_out_button(cfg)
-page.run()
+try:
+    page.run()
+    st.session_state["unavailable_retries"] = 0
+except WarehouseUnavailable as exc:  # the file stayed unreadable through the data layer's retries
+    retries = st.session_state.get("unavailable_retries", 0)
+    st.warning(f"The warehouse could not be read just now ({exc}). A pipeline run may be publishing a new one.",
+               icon=":material/sync:")
+    if retries < AUTO_RETRIES:
+        st.session_state["unavailable_retries"] = retries + 1
+        time.sleep(AUTO_RETRY_DELAY_S)
+        st.rerun()
+    st.button("Try again", type="primary")
