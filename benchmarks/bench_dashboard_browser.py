@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from closeconv.reports.access import Warehouse
@@ -76,6 +77,24 @@ WATCH_RERUN = """() => {
 FILTERS = ("Category", "Closed by user", "Channel", "Opened by source")
 
 
+def add_one_value(page, label: str) -> tuple[float | None, str]:
+    """Pick the first value not yet chosen in the `label` filter; seconds until its rerun ended."""
+    page.get_by_test_id("stMultiSelect").filter(has_text=label).click(timeout=5_000)
+    options = page.get_by_role("option").filter(has_not_text="Select all")
+    if options.count() == 0:
+        page.keyboard.press("Escape")
+        return None, ""
+    choice = options.first.inner_text(timeout=5_000)
+    page.evaluate(WATCH_RERUN)
+    started = time.perf_counter()
+    page.get_by_role("option", name=choice, exact=True).click(timeout=5_000)
+    page.wait_for_function("() => window.__rerunDone", timeout=60_000, polling="raf")
+    elapsed = time.perf_counter() - started
+    page.keyboard.press("Escape")
+    page.wait_for_selector(READY)
+    return elapsed, choice
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("warehouse", type=Path)
@@ -97,22 +116,19 @@ def main() -> None:
             count = page.locator(".st-key-match_count")
             count.wait_for(timeout=120_000)
             for label in FILTERS:
-                while len(timings) < args.changes:
-                    box = page.get_by_test_id("stMultiSelect").filter(has_text=label)
-                    box.click()
-                    options = page.get_by_role("option").filter(has_not_text="Select all")
-                    if options.count() == 0:  # every value of this filter is already chosen
+                failures = 0
+                while len(timings) < args.changes and failures < 3:
+                    try:
+                        elapsed, choice = add_one_value(page, label)
+                    except PlaywrightError:  # the dropdown redrew under the click: close it, try again
                         page.keyboard.press("Escape")
+                        page.wait_for_selector(READY)
+                        failures += 1
+                        continue
+                    if elapsed is None:  # every value of this filter is already chosen
                         break
-                    choice = options.first.inner_text()
-                    page.evaluate(WATCH_RERUN)
-                    started = time.perf_counter()
-                    options.first.click()
-                    page.wait_for_function("() => window.__rerunDone", timeout=60_000, polling="raf")
-                    timings.append(time.perf_counter() - started)
-                    page.keyboard.press("Escape")
-                    page.wait_for_selector(READY)
-                    print(f"  + {label} = {choice:<24} {count.inner_text():>24}  {timings[-1] * 1000:7.0f} ms", flush=True)
+                    timings.append(elapsed)
+                    print(f"  + {label} = {choice:<24} {count.inner_text():>24}  {elapsed * 1000:7.0f} ms", flush=True)
             browser.close()
     finally:
         proc.send_signal(signal.SIGINT)
