@@ -170,3 +170,22 @@ def test_every_page_opens_and_keeps_the_shared_filters(server, warehouse, page):
             expect(tile).to_contain_text(f"{billing:,}")
         if SCREENSHOTS:
             screenshot(page, name)
+
+
+def test_clicking_an_frt_bucket_lists_its_conversations(server, warehouse, page):
+    from closeconv.reports.filters import FRT_BUCKET_LABELS
+
+    tallest, n = scalar(warehouse, "SELECT list_value(frt_bucket, count(*)::VARCHAR) FROM conversations "
+                                   "WHERE status = 'closed' AND frt_bucket IS NOT NULL GROUP BY frt_bucket "
+                                   "ORDER BY count(*) DESC LIMIT 1")
+    page.goto(f"{server}/reports")
+    wait_ready(page)
+    chart = page.get_by_test_id("stVegaLiteChart").nth(1)  # after opened-vs-closed
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = chart.bounding_box()
+    band = (box["width"] - 60) / len(FRT_BUCKET_LABELS)
+    page.mouse.click(box["x"] + 60 + band * (FRT_BUCKET_LABELS.index(tallest) + 0.5), box["y"] + 120)
+    expect(count_line(page)).to_have_text(f"{int(n):,} conversations", timeout=20_000)
+    page.wait_for_function("b => new URLSearchParams(location.search).get('frt_bucket') === b", arg=tallest)
+    expect(page.get_by_text(f"Only first response times in {tallest}")).to_be_visible()
