@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Bootstrap and run closeconv with nothing installed but Python 3.11+.
 
-    python3 dev.py demo    # install from uv.lock, then: sample data → pipeline → summary
-    python3 dev.py test    # install from uv.lock (with test tools), then run the whole test suite
+    python3 dev.py demo    # install from uv.lock, then: sample data → pipeline → summary → dashboard
+    python3 dev.py test    # install from uv.lock (with test tools) and Debian's chromium when missing
+                           # (root + apt-get), then run the whole test suite
 
 Installs are exact, from the lock file (`uv sync --locked`). uv itself comes from PyPI at a
 pinned version into .tools/ when it is not already on PATH.
@@ -40,6 +41,27 @@ def sync(uv: str) -> None:
     subprocess.run([uv, "sync", "--locked", "--python", sys.executable], cwd=ROOT, check=True)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> str | None:
+    """The browser tests drive Debian's Chromium (never `playwright install`). Install it when
+    missing and we can (root with apt-get); else return why not."""
+    if CHROMIUM.exists():
+        return None
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        return (f"{CHROMIUM} is missing and this is not root with apt-get, so it cannot be installed here. "
+                "Install Debian's chromium (`sudo apt-get install -y chromium`) and run `python3 dev.py test` again.")
+    print("dev.py: installing Debian's chromium for the browser tests (apt-get)", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            return f"`{' '.join(cmd[:2])} ...` failed:\n{done.stderr[-2000:]}"
+    return None if CHROMIUM.exists() else f"apt-get installed chromium but {CHROMIUM} is still missing."
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):
         print("closeconv needs Python 3.11 or newer", file=sys.stderr)
@@ -54,6 +76,10 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         cmd = [str(bin_dir / "closeconv"), "demo", *argv[1:]]
     else:
+        problem = ensure_chromium()
+        if problem:
+            print(f"dev.py test: {problem}", file=sys.stderr)
+            return 2
         cmd = [str(bin_dir / "python"), "-m", "pytest", *argv[1:]]
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 

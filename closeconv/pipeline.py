@@ -15,7 +15,7 @@ from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
-from closeconv.reference import load_reference
+from closeconv.reference import build_reference_tables, load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
@@ -101,4 +101,5 @@ def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, ref
     with transaction(con):
         build_conversations(con, categories)
         build_daily_conversation_metrics(con, timezone)
+        build_reference_tables(con, reference_dir)
     return dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall())

@@ -64,3 +64,23 @@ def load_reference(ref_dir: Path, name: str) -> pl.DataFrame | None:
             for c in columns:
                 rows[c].append(record.get(c) or None)
     return pl.DataFrame(rows, schema={c: pl.String for c in columns})
+
+
+# Published warehouse table -> reference file it is read from.
+REFERENCE_TABLES: dict[str, str] = {"users": "users.csv", "teams": "teams.csv", "categories": "categories.csv"}
+
+
+def build_reference_tables(con, reference_dir: Path | None) -> None:
+    """Copy the reference files into tables `users`, `teams`, `categories` (empty without a file),
+    so the warehouse carries names for the ids (dashboard, analysts)."""
+    for table, name in REFERENCE_TABLES.items():
+        frame = load_reference(reference_dir, name) if reference_dir else None
+        if frame is None:
+            frame = pl.DataFrame(schema={c: pl.String for c in REFERENCE_FILES[name]})
+        key = REFERENCE_FILES[name][0]
+        # A repeated id keeps its first row, so each id has one name.
+        con.register("_reference_frame", frame.unique(subset=key, keep="first", maintain_order=True))
+        try:
+            con.sql(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _reference_frame ORDER BY {key}")
+        finally:
+            con.unregister("_reference_frame")

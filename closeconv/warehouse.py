@@ -41,6 +41,9 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "workflow_drift",
     "daily_conversation_metrics",
     "pipeline_runs",
+    "users",
+    "teams",
+    "categories",
 )
 
 # pipeline_runs, in documented order. A column added later reads NULL on older rows.

@@ -45,7 +45,9 @@ def demo_run(tmp_path_factory):
     env = dict(os.environ, CLOSECONV_WORKFLOWS=str(REPO / "workflows"))
     for name in ("CLOSECONV_LANDING", "CLOSECONV_WAREHOUSE", "CLOSECONV_REFERENCE", "CLOSECONV_TIMEZONE"):
         env.pop(name, None)
-    proc = subprocess.run([str(CLOSECONV), "demo", "--conversations", "150", "--seed", "3"],
+    # --start pins the sample's days for the dated example queries; --no-serve skips the dashboard.
+    proc = subprocess.run([str(CLOSECONV), "demo", "--conversations", "150", "--seed", "3", "--start", "2026-03-02",
+                           "--no-serve"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
     return work, proc
 
@@ -55,6 +57,8 @@ def test_demo_builds_the_warehouse_and_says_how_to_look(demo_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "closeconv run: done" in proc.stdout
     assert "duckdb -readonly data/warehouse.duckdb" in proc.stdout
+    assert ".venv/bin/closeconv dashboard" in proc.stdout  # hints that work without uv on PATH
+    assert "serving" not in proc.stdout
     # progress lines per step, with counts
     for step in ("landing_files:", "events:", "workflows:", "conversations:", "warehouse:"):
         assert step in proc.stderr
@@ -71,7 +75,8 @@ def test_demo_reuses_existing_landing_files(demo_run):
     work, _ = demo_run
     before = sorted(p.name for p in (work / "data" / "landing").iterdir())
     env = dict(os.environ, CLOSECONV_WORKFLOWS=str(REPO / "workflows"))
-    proc = subprocess.run([str(CLOSECONV), "demo"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(CLOSECONV), "demo", "--no-serve"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already holds" in proc.stderr
     assert sorted(p.name for p in (work / "data" / "landing").iterdir()) == before
@@ -106,3 +111,41 @@ def test_example_queries_in_the_docs_run(demo_run):
             assert rows, f"example query returned nothing on the sample:\n{q}"
     finally:
         con.close()
+
+
+def test_demo_ends_by_serving_the_dashboard_until_ctrl_c(tmp_path):
+    """The README's main command ends with the dashboard on the demo warehouse at a printed URL."""
+    import signal
+    import socket
+    import threading
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECONV_")}
+    env.update(CLOSECONV_WORKFLOWS=str(REPO / "workflows"), HOME=str(tmp_path))
+    proc = subprocess.Popen([str(CLOSECONV), "demo", "--conversations", "80", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "serving" in line:
+                return
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=300)
+    try:
+        served = [line for line in lines if "closeconv dashboard: serving" in line]
+        assert served, "".join(lines)[-2000:]
+        url = f"http://localhost:{port}/"
+        assert url in served[0]
+        assert httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=10).text == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/reports", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=30)
+    assert code == 0
