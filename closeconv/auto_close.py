@@ -27,28 +27,11 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from closeconv.config import AUTO_CLOSE_ENV
 from closeconv.contract import EVENT_KIND_RANK
 AUTO_CLOSE_EVENT_ID_PREFIX = "auto_close:"
 AUTO_CLOSE_TEMP_TABLES = ("_auto_close_input", "_auto_closes")
 
 _CLOSE_RANK = EVENT_KIND_RANK["conversation.closed"]
-
-
-def parse_auto_close_hours(text: str | float | None, origin: str) -> float | None:
-    """The setting as hours (None: off). Raises ValueError naming `origin` and the fix."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    try:
-        hours = float(text)
-    except (TypeError, ValueError):
-        hours = float("nan")
-    if not hours > 0 or hours == float("inf"):
-        raise ValueError(
-            f"auto-close hours {text!r} (from {origin}) is not a positive number of hours. "
-            f"Give e.g. 24 for --auto-close-hours / {AUTO_CLOSE_ENV}, or leave it unset to turn auto-close off."
-        )
-    return hours
 
 
 def apply_auto_close(con: duckdb.DuckDBPyConnection, hours: float | None, as_of: datetime | None = None) -> int:

@@ -19,6 +19,8 @@ from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from closeconv.errors import ConfigError  # noqa: F401  (re-exported: callers catch it from here)
+
 ENV_FILE = ".env"
 
 # Setting → (environment variable, flag). The variable names are the public contract.
@@ -44,8 +46,6 @@ FLAGS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
-    """A setting is wrong. The message says which, where it came from, and the fix."""
 
 
 class Settings(BaseSettings):
@@ -140,8 +140,6 @@ class Settings(BaseSettings):
 
     def auto_close(self) -> float | None:
         """The auto-close hours as a number (None: off); ConfigError naming the origin when bad."""
-        from closeconv.auto_close import parse_auto_close_hours
-
         try:
             return parse_auto_close_hours(self.auto_close_hours, self.origin("auto_close_hours"))
         except ValueError as exc:
@@ -163,6 +161,22 @@ class Settings(BaseSettings):
 
 
 @lru_cache(maxsize=1)
+def parse_auto_close_hours(text: str | float | None, origin: str) -> float | None:
+    """The auto-close setting as hours (None: off). Raises ValueError naming `origin` and the fix."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        hours = float(text)
+    except (TypeError, ValueError):
+        hours = float("nan")
+    if not hours > 0 or hours == float("inf"):
+        raise ValueError(
+            f"auto-close hours {text!r} (from {origin}) is not a positive number of hours. "
+            f"Give e.g. 24 for --auto-close-hours / {AUTO_CLOSE_ENV}, or leave it unset to turn auto-close off."
+        )
+    return hours
+
+
 def duckdb_timezones() -> frozenset[str]:
     """The timezone names DuckDB accepts (its ICU list): the pipeline computes days with it."""
     import duckdb

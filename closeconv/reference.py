@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from closeconv.config import ConfigError
+from closeconv.errors import ConfigError
 
 REFERENCE_FILES: dict[str, tuple[str, ...]] = {
     "users.csv": ("user_id", "name", "email", "team_id", "role"),

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from closeconv.intake.archive import ARCHIVE_SUFFIX, archive_record, event_line, read_archive, record_body
-from closeconv.intake.delivery import IGNORED, MALFORMED, MAPPED, Delivery, map_delivery
+from closeconv.intake.delivery import IGNORED, MALFORMED, MAPPED, Delivery
+from closeconv.intake.mapping import map_delivery
 from closeconv.intake.segments import SegmentWriter, recover_parts
 from closeconv.intake.settings import IntakeSettings
 from receiver.stats import IntakeStats

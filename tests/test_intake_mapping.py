@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from closeconv.intake.delivery import IGNORED, MALFORMED, MAPPED, map_delivery
+from closeconv.intake.delivery import IGNORED, MALFORMED, MAPPED
+from closeconv.intake.mapping import map_delivery
 
 RECEIVED_AT = 1_772_445_600_123  # 2026-03-02T10:00:00.123Z
 T0 = 1_772_442_000  # 2026-03-02T09:00:00Z

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from closeconv.intake.archive import archive_record
-from closeconv.intake.delivery import map_delivery
+from closeconv.intake.mapping import map_delivery
 from closeconv.intake.settings import resolve_intake_settings
 from receiver.store import IntakeStore
 

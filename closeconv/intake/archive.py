@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closeconv.intake.delivery import MAPPED, Delivery, map_delivery
+from closeconv.intake.delivery import MAPPED, Delivery
+from closeconv.intake.mapping import map_delivery
 from closeconv.intake.segments import SegmentWriter, leftover_parts
 
 ARCHIVE_SUFFIX = ".archive.jsonl"

@@ -47,16 +47,3 @@ def contract_event(**values) -> dict:
     if unknown:
         raise ValueError(f"not contract fields: {sorted(unknown)}")
     return {k: values[k] for k in order if k in values and (values[k] is not None or k == "assignee_id")}
-
-
-def map_delivery(platform: str, body: bytes, received_at_ms: int, delivery_id: str | None = None) -> Delivery:
-    """Map one raw body. Pure: the same body and receive time always give the same events."""
-    if platform == "respondio":
-        from closeconv.intake.respondio import map_respondio
-
-        return map_respondio(body, received_at_ms)
-    if platform == "chatwoot":
-        from closeconv.intake.chatwoot import map_chatwoot
-
-        return map_chatwoot(body, received_at_ms, delivery_id)
-    raise ValueError(f"unknown platform {platform!r}; one of {', '.join(PLATFORMS)}")

@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from closeconv.config import ConfigError
+from closeconv.errors import ConfigError
 from closeconv.workflows.hints import did_you_mean
 from closeconv.workflows.models import (
     ASSIGN_ACTIONS,

@@ -36,7 +36,7 @@ from collections import defaultdict
 import duckdb
 import polars as pl
 
-from closeconv.config import ConfigError
+from closeconv.errors import ConfigError
 from closeconv.workflows.conditions import combine, conditions_expr, rule_expr, split_conditions
 from closeconv.workflows.models import STRATEGY_ACTIONS, AssignStep, Workflow
 from closeconv.workflows.tables import (

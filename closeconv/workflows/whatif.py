@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from closeconv.config import ConfigError
+from closeconv.errors import ConfigError
 from closeconv.reference import load_reference
 from closeconv.workflows.loader import WorkflowValidationError, load_workflows, parse_workflow_file
 from closeconv.workflows.models import Workflow
