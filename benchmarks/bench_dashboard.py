@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from closeconv.generate import generate_sample, write_reference  # noqa: E402
+from closeconv.sample import generate_sample, write_reference  # noqa: E402
 from closeconv.reports import charts, conversations, health, kpis, users, workflows  # noqa: E402
 from closeconv.reports.access import Warehouse  # noqa: E402
 from closeconv.reports.filters import Filters, resolve_period  # noqa: E402

@@ -13,7 +13,7 @@ import duckdb
 
 from closeconv.commands.run import _failure_message, run_pipeline
 from closeconv.config import Settings
-from closeconv.generate import generate_sample, write_reference
+from closeconv.sample import generate_sample, write_reference
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEZONE = "Europe/Berlin"

@@ -163,7 +163,7 @@ def test_demo_hints_work_without_uv_on_path(tmp_path):
     env = hermetic_env(PATH="/usr/bin:/bin", CLOSECONV_WORKFLOWS=str(Path(__file__).resolve().parent.parent / "workflows"))
     import subprocess
 
-    proc = subprocess.run([str(CLOSECONV), "demo", "--conversations", "30", "--seed", "1"], cwd=tmp_path,
+    proc = subprocess.run([str(CLOSECONV), "demo", "--no-serve", "--conversations", "30", "--seed", "1"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     hints = proc.stdout.split("Next:", 1)[1].strip().splitlines()
