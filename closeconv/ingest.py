@@ -46,6 +46,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # with it as the CSV delimiter yields exactly one column per physical line.
 _LINE_DELIMITER = "\x1f"
 _BATCH_ROWS = 200_000
+# Part of every file's fingerprint: when the readers change what a file's records are (line
+# breaks, blank lines, encodings), raw records cached by an older version are re-read.
+PARSER_VERSION = "p2"
 
 # Reading a CSV whose misshapen row is also not UTF-8: pyarrow can hand such a row over only
 # as text, so the file is read through a codec that turns each undecodable byte (0x80-0xFF)
@@ -118,7 +121,7 @@ def discover_landing_files(landing_dir: Path) -> tuple[list[LandingFile], list[s
             ignored.append(rel)
             continue
         st = path.stat()
-        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}"))
+        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}"))
     return files, ignored
 
 

@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from closeconv.contract import ALLOWED_SOURCES, EVENT_FIELDS, EVENT_TYPES, REQUIRED_FIELDS
-from closeconv.ingest import stage_landing_files
+from closeconv.ingest import PARSER_VERSION, stage_landing_files
 from closeconv.pipeline import build_events
 
 FUZZ = settings(max_examples=40, deadline=None, database=None,
@@ -510,4 +510,20 @@ def test_the_hostile_rows_of_that_file_are_accounted_for(tmp_path):
     assert json.loads(raw)["summary"] == "Jos\ufffd"  # shown with a replacement character
     assert con.sql("SELECT source_line FROM events WHERE event_id = 'r-multi'").fetchall() == [(1002,)]
     assert con.sql("SELECT source_line FROM events WHERE event_id = 'r1999'").fetchall() == [(2002,)]
+    con.close()
+
+
+def test_records_cached_by_an_older_reader_are_read_again(tmp_path):
+    """Raw records staged before a reader change must not outlive it: the fingerprint says which."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a.jsonl").write_bytes(b'{"event_id":"a1","event_type":"message.received",'
+                                      b'"occurred_at":"2026-03-02T09:00:00Z","contact_id":"c1"}\n\t\n')
+    con = duckdb.connect(str(tmp_path / "staging.duckdb"))
+    stage_landing_files(con, landing)
+    # As an older reader would have left it: the tab-only line staged as a record.
+    con.sql("INSERT INTO raw_records VALUES ('a.jsonl', 2, '\t', TRUE)")
+    con.sql("UPDATE landing_files SET fingerprint = replace(fingerprint, ?, 'p1'), records = 2", params=[PARSER_VERSION])
+    stats = stage_landing_files(con, landing)
+    assert stats.files_parsed == 1 and stats.records_read == 1
     con.close()
