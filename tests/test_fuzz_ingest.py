@@ -527,3 +527,28 @@ def test_records_cached_by_an_older_reader_are_read_again(tmp_path):
     stats = stage_landing_files(con, landing)
     assert stats.files_parsed == 1 and stats.records_read == 1
     con.close()
+
+
+def test_a_value_longer_than_a_read_block_loads(tmp_path):
+    """pyarrow reads 16 MiB blocks; a 20 MiB summary (CSV) or line (JSONL) is data, not an error."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    huge = "é" * (10 << 20)  # 20 MiB of UTF-8
+    (landing / "huge.csv").write_text(
+        "event_id,event_type,occurred_at,contact_id,source,user_id,summary\n"
+        "h1,message.received,2026-03-02T09:00:00Z,c1,,,\n"
+        f'h2,conversation.closed,2026-03-02T09:05:00Z,c1,user,u1,"{huge}"\n'
+        "h3,message.received,2026-03-02T09:10:00Z,c1,,,\n")
+    (landing / "huge.jsonl").write_text(
+        json.dumps({"event_id": "j1", "event_type": "message.received", "occurred_at": "2026-03-02T10:00:00Z",
+                    "contact_id": "c2", "summary": huge}, ensure_ascii=False) + "\n"
+        + json.dumps({"event_id": "j2", "event_type": "message.received", "occurred_at": "2026-03-02T10:01:00Z",
+                      "contact_id": "c2"}) + "\n")
+    con = duckdb.connect(str(tmp_path / "staging.duckdb"))
+    stage_landing_files(con, landing)
+    counts = build_events(con)
+    assert (counts.records_read, counts.events_loaded, counts.rejected) == (5, 5, 0)
+    lengths = dict(con.sql("SELECT event_id, length(summary) FROM events WHERE summary IS NOT NULL").fetchall())
+    assert lengths == {"h2": len(huge), "j1": len(huge)}
+    assert con.sql("SELECT source_line FROM events WHERE event_id IN ('h3', 'j2') ORDER BY 1").fetchall() == [(2,), (4,)]
+    con.close()
