@@ -337,8 +337,12 @@ def _read_csv_blocks(path, names, use_threads, encoding, keep_aside, invalid):
             )
             return table, list(invalid)
         except pa.ArrowInvalid as exc:
+            # A header and nothing after it (not even a line break): no records. A header
+            # larger than a block is the other cause of "could not skip": grow the block.
+            if "Empty CSV file" in str(exc) or ("Could not skip" in str(exc) and block_size > path.stat().st_size):
+                return pa.table({n: pa.array([], pa.binary()) for n in names}), []
             # A value longer than a block: read again with blocks large enough to hold it.
-            if "straddling" not in str(exc) or block_size > path.stat().st_size * 8:
+            if not ("straddling" in str(exc) or "Could not skip" in str(exc)) or block_size > path.stat().st_size * 8:
                 raise
             block_size *= 8
 
@@ -375,7 +379,7 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
     breaks[invalid_at] = [text.count("\n") + text.count("\r") - text.count("\r\n") for _, text in invalid]
     starts = header_lines + 1 + np.arange(total, dtype=np.int64) + np.cumsum(breaks) - breaks
     table = table.append_column("__line", pa.array(starts[valid_at]))
-    _insert_rows_as_json(con, f.name, table, names, drop_blank=True, marked=marked)
+    _insert_rows_as_json(con, f.name, table, names, csv_rows=True, marked=marked)
     bad = [(int(starts[at]), text) for at, (_, text) in zip(invalid_at, invalid) if text.strip(" \t\r\n")]
     _insert_malformed_rows(con, f.name, bad)
 
@@ -390,18 +394,19 @@ def _insert_malformed_rows(con: duckdb.DuckDBPyConnection, file: str, rows: list
 
 
 def _insert_rows_as_json(
-    con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str], drop_blank: bool = False,
+    con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str], csv_rows: bool = False,
     marked: bool = False,
 ) -> None:
     """Insert each row as a JSON object keyed by `names` (columns by position; `__line` last).
 
-    Binary columns (CSV values are read as bytes) are checked for UTF-8 per value: a row with
-    a bad byte is kept, escaped, as a record that is not JSON text, and validation quarantines
-    it for its encoding. With `drop_blank`, a row whose values are all empty is not a record."""
+    `csv_rows`: the values are CSV text read as bytes. Their UTF-8 is checked per value: a row
+    with a bad byte is kept as a record that is not JSON text, and validation quarantines it
+    for its encoding; a row whose values are all empty is not a record. (A Parquet binary
+    column is data of its own type, rendered by json_object.)"""
     # Positional column aliases, names as string literals: any header text is safe here.
     columns, utf8_ok = [], None
     for i in range(len(names)):
-        column, ok = _as_text(table.column(i).combine_chunks(), marked)
+        column, ok = _as_text(table.column(i).combine_chunks(), marked) if csv_rows else (table.column(i), None)
         columns.append(column)
         if ok is not None:
             utf8_ok = ok if utf8_ok is None else pc.and_(utf8_ok, ok)
@@ -410,7 +415,7 @@ def _insert_rows_as_json(
     aliases = [f"c{i}" for i in range(len(names))]
     table = pa.table([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
     pairs = ", ".join(f"{_sql_string(n)}, {a}" for n, a in zip(names, aliases))
-    blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if drop_blank else ""
+    blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if csv_rows else ""
     con.register("_rows", table)
     con.sql(
         f"INSERT INTO raw_records SELECT ?, __line, json_object({pairs})::VARCHAR, __utf8_ok FROM _rows "

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
@@ -552,3 +553,29 @@ def test_a_value_longer_than_a_read_block_loads(tmp_path):
     assert lengths == {"h2": len(huge), "j1": len(huge)}
     assert con.sql("SELECT source_line FROM events WHERE event_id IN ('h3', 'j2') ORDER BY 1").fetchall() == [(2,), (4,)]
     con.close()
+
+
+def _header_only_csv() -> LandingCase:
+    case = LandingCase()
+    case.files["header.csv"] = ",".join(EVENT_FIELDS).encode()  # no line break after the header
+    case.records["header.csv"] = set()
+    return case
+
+
+def _parquet_with_a_binary_extra_column() -> LandingCase:
+    case = LandingCase()
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"event_id": ["ok-1"], "event_type": ["message.received"],
+                             "occurred_at": ["2026-03-02T09:00:00Z"], "contact_id": ["c-1"],
+                             "extra": pa.array([b"\xff\x00"], pa.binary())}), buf)
+    case.files["blob.parquet"] = buf.getvalue()
+    case.records["blob.parquet"] = {1}
+    case.must_load["ok-1"] = ("blob.parquet", 1, T0)
+    return case
+
+
+@pytest.mark.parametrize("make_case", [_header_only_csv, _parquet_with_a_binary_extra_column])
+def test_examples_the_fuzzer_found(make_case):
+    """Found by the fuzzer: a header-only CSV without a final line break was quarantined as
+    unreadable; a Parquet BLOB column (an unknown field) made its rows 'not UTF-8'."""
+    run_and_check(make_case())
