@@ -11,8 +11,10 @@ All record-level work is vectorized in DuckDB; Python only touches files.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import re
 import sys
 import gzip
 import io
@@ -22,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -47,6 +50,36 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # with it as the CSV delimiter yields exactly one column per physical line.
 _LINE_DELIMITER = "\x1f"
 _BATCH_ROWS = 200_000
+# Part of every file's fingerprint: when the readers change what a file's records are (line
+# breaks, blank lines, encodings), raw records cached by an older version are re-read.
+PARSER_VERSION = "p2"
+
+# Reading a CSV whose misshapen row is also not UTF-8: pyarrow can hand such a row over only
+# as text, so the file is read through a codec that turns each undecodable byte (0x80-0xFF)
+# into a private-use character U+F0080-U+F00FF; SQL then finds the marked values again.
+_MARKED_UTF8 = "closeconv-utf8-marked"
+_MARK_BASE = 0xF0000
+_MARK_RE = re.compile("[\U000F0080-\U000F00FF]")
+
+
+def _mark_bad_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    return "".join(chr(_MARK_BASE + b) for b in err.object[err.start : err.end]), err.end
+
+
+def _find_marked_utf8(name: str) -> codecs.CodecInfo | None:
+    if name.replace("_", "-") != _MARKED_UTF8:
+        return None
+    utf8 = codecs.lookup("utf-8")
+
+    class Decoder(codecs.BufferedIncrementalDecoder):
+        def _buffer_decode(self, data, errors, final):
+            return codecs.utf_8_decode(data, "closeconv-mark-bad-bytes", final)
+
+    return codecs.CodecInfo(utf8.encode, utf8.decode, incrementaldecoder=Decoder, name=_MARKED_UTF8)
+
+
+codecs.register_error("closeconv-mark-bad-bytes", _mark_bad_bytes)
+codecs.register(_find_marked_utf8)
 
 
 @dataclass(frozen=True)
@@ -92,7 +125,7 @@ def discover_landing_files(landing_dir: Path) -> tuple[list[LandingFile], list[s
             ignored.append(rel)
             continue
         st = path.stat()
-        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}"))
+        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}"))
     return files, ignored
 
 
@@ -184,66 +217,110 @@ def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def _opener(path: Path):
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
 def _jsonl_batches(path: Path):
-    """Yield (first_line_number, list of lines) batches; blank lines keep their numbers."""
+    """Yield (first_line_number, binary column of lines) batches; blank lines keep their numbers.
+
+    A line ends at \n, \r\n or a lone \r (as in CSV). Lines are bytes: their UTF-8 is checked
+    per line when they are inserted, so one bad byte quarantines one line, not the file."""
     read_options = pacsv.ReadOptions(column_names=["raw"], block_size=16 << 20)
     parse_options = pacsv.ParseOptions(
         delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False, ignore_empty_lines=False
     )
     convert_options = pacsv.ConvertOptions(
-        column_types={"raw": pa.string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        column_types={"raw": pa.binary()}, strings_can_be_null=False, quoted_strings_can_be_null=False
     )
     try:
         reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
         next_line = 1
         for batch in reader:
-            yield next_line, batch.column(0), None
+            yield next_line, batch.column(0)
             next_line += batch.num_rows
         return
     except pa.ArrowInvalid:
-        pass  # a line with a stray unit separator or invalid UTF-8: fall back to Python lines
-    # Only files with such a line get here; a line that is not UTF-8 is kept (with
-    # replacement characters, for the quarantine) but flagged, never loaded as an event.
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    lines: list[str] = []
-    utf8_ok: list[bool] = []
-    with opener(path, "rb") as fh:
-        for raw in fh:
-            raw = raw.rstrip(b"\r\n")
-            try:
-                lines.append(raw.decode("utf-8"))
-                utf8_ok.append(True)
-            except UnicodeDecodeError:
-                lines.append(raw.decode("utf-8", errors="replace"))
-                utf8_ok.append(False)
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]  # a byte-order mark is not part of the first record
-    yield 1, pa.array(lines, pa.string()), pa.array(utf8_ok, pa.bool_())
+        pass  # a line with a stray unit separator, or longer than a block: split lines in C
+    # bytes.splitlines knows the same three line breaks; a chunk is cut after its last \n, so
+    # a \r\n is never split between chunks. Still vectorized: no Python code runs per line.
+    next_line, rest, first = 1, b"", True
+    with _opener(path)(path, "rb") as fh:
+        while True:
+            chunk = fh.read(16 << 20)
+            data = rest + chunk
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]  # a byte-order mark is not part of the first record
+            first = False
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            lines = data[:cut].splitlines()
+            rest = data[cut:]
+            if lines:
+                yield next_line, pa.array(lines, pa.binary())
+                next_line += len(lines)
+            if not chunk:
+                return
+
+
+def _as_text(column: pa.Array, marked: bool = False) -> tuple[pa.Array, pa.Array | None]:
+    """A bytes column as text, and which values were UTF-8 (None: all of them, the common case).
+
+    All-UTF-8 costs one C++ check. Otherwise the values that are not are found in C++ and only
+    they are decoded in Python, with replacement characters (for the quarantine's raw record):
+    the work follows the bad values, not the rows. `marked`: the bytes were read through the
+    marking codec (see _MARKED_UTF8) and the marks are found by a regex. Other types pass."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return column, None
+    if marked:
+        text = column.cast(pa.string())
+        bad = pc.fill_null(pc.match_substring_regex(text, _MARK_RE.pattern), False)
+        return pc.replace_substring_regex(text, _MARK_RE.pattern, "\ufffd"), pc.invert(bad)
+    try:
+        return column.cast(pa.string()), None
+    except pa.ArrowInvalid:
+        pass
+    ok = _utf8_mask(column)
+    bad_at = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
+    repaired = [b.decode("utf-8", "replace").encode() for b in column.take(pa.array(bad_at)).to_pylist()]
+    fixed = pc.replace_with_mask(column, pc.invert(ok), pa.array(repaired, column.type))
+    return fixed.cast(pa.string()), ok
+
+
+def _utf8_mask(column: pa.Array) -> pa.Array:
+    """True where a bytes value is UTF-8 (or null), checked in DuckDB."""
+    con = duckdb.connect()
+    try:
+        con.register("_bytes", pa.table({"v": column}))
+        return con.sql("SELECT v IS NULL OR try(decode(v)) IS NOT NULL AS ok FROM _bytes").arrow().read_all().column(0).combine_chunks()
+    finally:
+        con.close()
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
-    for first_line, column, utf8_ok in _jsonl_batches(f.path):
+    for first_line, column in _jsonl_batches(f.path):
         if first_line == 1:
-            # The line-by-line fallback restarts at line 1 after the fast reader failed on a
+            # The splitting fallback restarts at line 1 after the fast reader failed on a
             # later block: drop what the fast reader staged, or those lines would count twice.
             con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
         # Lines are numbered before blank ones are dropped, so numbers stay true to the file.
         lines = pa.array(range(first_line, first_line + len(column)), pa.int64())
+        text, utf8_ok = _as_text(column)
         if utf8_ok is None:
-            utf8_ok = pa.nulls(len(column), pa.bool_()).fill_null(True)
-        con.register("_jsonl_batch", pa.table({"line": lines, "raw": column, "utf8_ok": utf8_ok}))
+            utf8_ok = pa.nulls(len(text), pa.bool_()).fill_null(True)
+        con.register("_jsonl_batch", pa.table({"line": lines, "raw": text, "utf8_ok": utf8_ok}))
         con.sql(
-            "INSERT INTO raw_records SELECT ?, line, raw, utf8_ok FROM _jsonl_batch WHERE trim(raw) <> ''",
+            "INSERT INTO raw_records SELECT ?, line, raw, utf8_ok FROM _jsonl_batch WHERE trim(raw, ' \t') <> ''",
             params=[f.name],
         )
         con.unregister("_jsonl_batch")
 
 
-def _csv_header(path: Path) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _csv_header(path: Path) -> tuple[list[str], int]:
+    """The header row and the number of lines it spans (a quoted name may hold a line break)."""
     # utf-8-sig: a byte-order mark (Excel's CSV export) must not become part of the first column name.
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
-        return next(csv.reader(fh), [])
+    with _opener(path)(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        return next(reader, []), reader.line_num
 
 
 def _unique_names(header: list[str]) -> list[str]:
@@ -266,95 +343,137 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _line_breaks(column: pa.Array) -> pa.Array:
+    """Line breaks inside each value (\r\n, \r or \n count one each), 0 for nulls."""
+    count = lambda pattern: pc.fill_null(pc.count_substring(column, pattern), 0)  # noqa: E731
+    return pc.subtract(pc.add(count("\n"), count("\r")), count("\r\n"))
+
+
+def _read_csv_rows(
+    path: Path, names: list[str], use_threads: bool, encoding: str = "utf8"
+) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Every row with the header's number of fields (values as bytes), and the other rows.
+
+    Rows of another width come back as (row number, text); their numbers are known only
+    when reading on one thread."""
+    invalid: list[tuple[int, str]] = []
+
+    def keep_aside(row):
+        invalid.append((row.number, row.text))
+        return "skip"
+
+    # pyarrow reports a row it cannot decode for keep_aside through sys.unraisablehook, then
+    # fails the read (the caller reads again through the marking codec): no stray traceback.
+    unraisable, sys.unraisablehook = sys.unraisablehook, lambda _: None
+    try:
+        return _read_csv_blocks(path, names, use_threads, encoding, keep_aside, invalid)
+    finally:
+        sys.unraisablehook = unraisable
+
+
+def _read_csv_blocks(path, names, use_threads, encoding, keep_aside, invalid):
+
+    block_size = 16 << 20
+    while True:
+        invalid.clear()
+        try:
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=use_threads,
+                                               block_size=block_size, encoding=encoding),
+                # Blank lines are read as empty rows (not skipped), so each row keeps its place.
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=True, invalid_row_handler=keep_aside, ignore_empty_lines=False
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.binary() for n in names}, strings_can_be_null=True, null_values=[""]
+                ),
+            )
+            return table, list(invalid)
+        except pa.ArrowInvalid as exc:
+            # A header and nothing after it (not even a line break): no records. A header
+            # larger than a block is the other cause of "could not skip": grow the block.
+            if "Empty CSV file" in str(exc) or ("Could not skip" in str(exc) and block_size > path.stat().st_size):
+                return pa.table({n: pa.array([], pa.binary()) for n in names}), []
+            # A value longer than a block: read again with blocks large enough to hold it.
+            if not ("straddling" in str(exc) or "Could not skip" in str(exc)) or block_size > path.stat().st_size * 8:
+                raise
+            block_size *= 8
+
+
 def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
-    header = _csv_header(f.path)
+    """Rows → JSON objects keyed by the header, numbered by the line each row starts on.
+
+    All in pyarrow and DuckDB: a multi-line value, a row of the wrong width or a byte that is
+    not UTF-8 is handled per row in C++, never by a Python loop over the file."""
+    header, header_lines = _csv_header(f.path)
     if not header:
         return
     names = _unique_names(header)
-    # Fast path: pyarrow. Line numbers are exact only when no row is malformed and no value
-    # spans lines; otherwise re-read with the csv module, which knows every row's line.
-    malformed: list[str] = []
-
-    def on_invalid(row):
-        malformed.append(row.text)
-        return "skip"
-
+    marked = False
     try:
-        table = pacsv.read_csv(
-            f.path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            # Blank lines are read as empty rows (not skipped), so row i stays on line i + 2.
-            parse_options=pacsv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=on_invalid, ignore_empty_lines=False
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""]
-            ),
-        )
-        spans_lines = any(
-            pc.any(pc.match_substring(table.column(n), "\n")).as_py() for n in names
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError):
-        malformed.append("?")
-        spans_lines = True
-    if not malformed and not spans_lines:
-        lines = pa.array(range(2, table.num_rows + 2), pa.int64())
-        table = table.append_column("__line", lines)
-        # Blank rows are not records (as in the line-by-line reader); drop them after numbering.
-        blank = None
-        for i in range(len(names)):
-            empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(table.column(i)), ""), True)
-            blank = empty if blank is None else pc.and_(blank, empty)
-        if blank is not None:
-            table = table.filter(pc.invert(blank))
-        _insert_rows_as_json(con, f.name, table, names)
+        table, invalid = _read_csv_rows(f.path, names, use_threads=True)
+        if invalid:  # only a single-threaded read numbers the rows of another width
+            table, invalid = _read_csv_rows(f.path, names, use_threads=False)
+    except pa.ArrowInvalid as exc:
+        if "straddling" in str(exc):
+            raise
+        # A row of another width that is also not UTF-8 (pyarrow hands rows over as text only).
+        table, invalid = _read_csv_rows(f.path, names, use_threads=False, encoding=_MARKED_UTF8)
+        marked = True
+        invalid = [(n, _MARK_RE.sub("\ufffd", text)) for n, text in invalid]
+    # Row k (0-based, of every row after the header) starts after the header's lines, the k
+    # rows before it, and the line breaks inside their values.
+    invalid_at = np.array([number - 2 for number, _ in invalid], dtype=np.int64)
+    total = table.num_rows + len(invalid)
+    valid_at = np.setdiff1d(np.arange(total, dtype=np.int64), invalid_at, assume_unique=True)
+    breaks = np.zeros(total, dtype=np.int64)
+    if table.num_columns and table.num_rows:
+        breaks[valid_at] = np.sum([_line_breaks(table.column(i)).to_numpy() for i in range(table.num_columns)], axis=0)
+    breaks[invalid_at] = [text.count("\n") + text.count("\r") - text.count("\r\n") for _, text in invalid]
+    starts = header_lines + 1 + np.arange(total, dtype=np.int64) + np.cumsum(breaks) - breaks
+    table = table.append_column("__line", pa.array(starts[valid_at]))
+    _insert_rows_as_json(con, f.name, table, names, csv_rows=True, marked=marked)
+    bad = [(int(starts[at]), text) for at, (_, text) in zip(invalid_at, invalid) if text.strip(" \t\r\n")]
+    _insert_malformed_rows(con, f.name, bad)
+
+
+def _insert_malformed_rows(con: duckdb.DuckDBPyConnection, file: str, rows: list[tuple[int, str]]) -> None:
+    """Rows whose width differs from the header's: not JSON text, so validation quarantines them."""
+    if not rows:
         return
-    _stage_csv_slow(con, f, names)
+    con.register("_csv_bad", pa.table({"line": [r[0] for r in rows], "raw": [r[1] for r in rows]}))
+    con.sql("INSERT INTO raw_records SELECT ?, line, raw, FALSE FROM _csv_bad", params=[file])
+    con.unregister("_csv_bad")
 
 
-def _stage_csv_slow(con: duckdb.DuckDBPyConnection, f: LandingFile, names: list[str]) -> None:
-    csv.field_size_limit(sys.maxsize)  # a long summary is data, not an error (default cap: 128 KiB)
-    opener = gzip.open if f.path.name.lower().endswith(".gz") else open
-    good: dict[str, list] = {n: [] for n in names}
-    good_lines: list[int] = []
-    bad_rows: list[tuple[int, str]] = []
-    with opener(f.path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        start = reader.line_num + 1
-        for row in reader:
-            line = start
-            start = reader.line_num + 1
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(names):
-                buf = io.StringIO()
-                csv.writer(buf).writerow(row)
-                bad_rows.append((line, buf.getvalue().rstrip("\r\n")))
-                continue
-            for n, v in zip(names, row):
-                good[n].append(v if v != "" else None)
-            good_lines.append(line)
-    table = pa.table({**{n: pa.array(good[n], pa.string()) for n in names}, "__line": pa.array(good_lines, pa.int64())})
-    _insert_rows_as_json(con, f.name, table, names)
-    if bad_rows:
-        # Not JSON text, so validation quarantines them with the column-count reason below.
-        bad = pa.table({"line": [b[0] for b in bad_rows], "raw": [b[1] for b in bad_rows]})
-        con.register("_csv_bad", bad)
-        con.sql(
-            "INSERT INTO raw_records SELECT ?, line, raw, FALSE FROM _csv_bad", params=[f.name]
-        )
-        con.unregister("_csv_bad")
+def _insert_rows_as_json(
+    con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str], csv_rows: bool = False,
+    marked: bool = False,
+) -> None:
+    """Insert each row as a JSON object keyed by `names` (columns by position; `__line` last).
 
-
-def _insert_rows_as_json(con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str]) -> None:
-    """Insert each row as a JSON object keyed by `names` (columns by position; `__line` last)."""
+    `csv_rows`: the values are CSV text read as bytes. Their UTF-8 is checked per value: a row
+    with a bad byte is kept as a record that is not JSON text, and validation quarantines it
+    for its encoding; a row whose values are all empty is not a record. (A Parquet binary
+    column is data of its own type, rendered by json_object.)"""
     # Positional column aliases, names as string literals: any header text is safe here.
-    table = table.rename_columns([f"c{i}" for i in range(len(names))] + ["__line"])
-    pairs = ", ".join(f"{_sql_string(n)}, c{i}" for i, n in enumerate(names))
+    columns, utf8_ok = [], None
+    for i in range(len(names)):
+        column, ok = _as_text(table.column(i).combine_chunks(), marked) if csv_rows else (table.column(i), None)
+        columns.append(column)
+        if ok is not None:
+            utf8_ok = ok if utf8_ok is None else pc.and_(utf8_ok, ok)
+    if utf8_ok is None:
+        utf8_ok = pa.nulls(table.num_rows, pa.bool_()).fill_null(True)
+    aliases = [f"c{i}" for i in range(len(names))]
+    table = pa.table([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
+    pairs = ", ".join(f"{_sql_string(n)}, {a}" for n, a in zip(names, aliases))
+    blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if csv_rows else ""
     con.register("_rows", table)
     con.sql(
-        f"INSERT INTO raw_records SELECT ?, __line, json_object({pairs})::VARCHAR, TRUE FROM _rows",
+        f"INSERT INTO raw_records SELECT ?, __line, json_object({pairs})::VARCHAR, __utf8_ok FROM _rows "
+        f"WHERE NOT ({blank or 'false'})",
         params=[file],
     )
     con.unregister("_rows")
@@ -474,8 +593,16 @@ def _validation_sql(where: str = "true") -> str:
     )
     default_cases = " ".join(f"WHEN '{et}' THEN '{src}'" for et, src in DEFAULT_SOURCE.items())
     rank_cases = " ".join(f"WHEN '{et}' THEN {r}" for et, r in EVENT_KIND_RANK.items())
-    iso = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
-    offset = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
+    # Hours 00-23 and minutes 00-59, in the time and in the offset (RFC 3339): DuckDB's cast
+    # alone would read 24:00 as the next day and +25:00 as a 25-hour offset.
+    iso = r"^\d{4}-\d{2}-\d{2}[T ]([01]\d|2[0-3]):[0-5]\d(:\d{2}(\.\d{1,9})?)?"
+    offset = r"([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)$"
+    loose_iso = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+    any_offset = r"([Zz]|[+-]\d{2}(:?\d{2})?)$"
+    integer = r"-?\d{1,19}"
+    # Every instant in this range has a local date in years 0001-9999 in every timezone, which
+    # every reader of the warehouse (Python, Polars, spreadsheets) can represent.
+    lowest, highest = "0001-01-02 00:00:00+00", "9999-12-30 23:59:59.999999+00"
     user_id_types = _sql_list(USER_ID_REQUIRED_FOR_USER_SOURCE)
     q = "''"  # an escaped single quote inside a SQL string literal
     known_types = ", ".join(EVENT_TYPES)
@@ -503,10 +630,14 @@ def _validation_sql(where: str = "true") -> str:
          f"'unknown event_type {q}' || event_type_txt || '{q}; expected one of {known_types}'"),
         ("invalid_timestamp", "occurred_at_txt IS NOT NULL AND occurred_at_ts IS NULL",
          f"""CASE
-                WHEN epoch_ms IS NOT NULL AND abs(epoch_ms) >= 100000000000 THEN 'occurred_at ' || occurred_at_txt
+                WHEN epoch_ms IS NOT NULL AND (epoch_ms >= 100000000000 OR epoch_ms <= -100000000000) THEN 'occurred_at ' || occurred_at_txt
                     || ' is out of range for epoch milliseconds (microseconds? divide by 1000)'
                 WHEN epoch_ms IS NOT NULL THEN 'occurred_at ' || occurred_at_txt
                     || ' is too small for epoch milliseconds (epoch seconds? multiply by 1000)'
+                WHEN parsed_ts IS NOT NULL THEN 'occurred_at {q}' || occurred_at_txt
+                    || '{q} is outside the supported range {lowest[:10]} to {highest[:10]} (UTC)'
+                WHEN NOT has_offset AND regexp_matches(trim(occurred_at_txt), '{loose_iso}{any_offset}') THEN 'occurred_at {q}'
+                    || occurred_at_txt || '{q} has an hour, minute or UTC offset out of range (hours 00-23, minutes 00-59)'
                 WHEN NOT has_offset AND regexp_matches(trim(occurred_at_txt), '{iso}$') THEN 'occurred_at {q}'
                     || occurred_at_txt || '{q} has no UTC offset; add Z or an offset such as +07:00 (local times are never guessed)'
                 ELSE 'occurred_at {q}' || occurred_at_txt
@@ -535,7 +666,10 @@ def _validation_sql(where: str = "true") -> str:
         SELECT r.file, r.line, r.raw, lf.file_error,
             r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) AS is_json,
             CASE WHEN r.raw IS NULL THEN 'empty'
-                 WHEN NOT r.is_json_text AND (r.file ILIKE '%.csv' OR r.file ILIKE '%.csv.gz') THEN 'row'
+                 -- A CSV row of the header's width is staged as a JSON object even when a value
+                 -- is not UTF-8 (escaped); a row of another width keeps its CSV text.
+                 WHEN NOT r.is_json_text AND (r.file ILIKE '%.csv' OR r.file ILIKE '%.csv.gz')
+                      AND NOT (left(r.raw, 1) = '{{' AND json_valid(r.raw)) THEN 'row'
                  WHEN NOT r.is_json_text THEN 'bad_encoding'
                  WHEN r.raw LIKE '{{%' OR r.raw LIKE '[%' THEN 'jsonish'
                  ELSE 'text' END AS raw_shape
@@ -569,7 +703,9 @@ def _validation_sql(where: str = "true") -> str:
     typed AS MATERIALIZED (
         SELECT *,
             lower(trim(event_type_txt)) AS event_type_norm,
-            try_cast(trim(occurred_at_txt) AS BIGINT) AS epoch_ms,
+            -- integer text only: DuckDB would round '1772442000000.6' to a whole number
+            CASE WHEN regexp_full_match(trim(occurred_at_txt), '{integer}')
+                 THEN try_cast(trim(occurred_at_txt) AS BIGINT) END AS epoch_ms,
             coalesce(regexp_matches(trim(occurred_at_txt), '{iso}{offset}'), false) AS has_offset,
             coalesce(lower(trim(source_txt)), CASE lower(trim(event_type_txt)) {default_cases} END) AS source_norm,
             CASE lower(trim(event_type_txt))
@@ -577,22 +713,29 @@ def _validation_sql(where: str = "true") -> str:
             END AS allowed_sources
         FROM texts
     ),
-    timed AS (
+    timed AS MATERIALIZED (
         SELECT *,
             CASE
                 WHEN epoch_ms IS NOT NULL THEN
                     -- 1e11 ms is 1973 (smaller: epoch seconds?); 1e14 ms is year 5138 (and the
-                    -- micro-second product must not overflow)
-                    CASE WHEN abs(epoch_ms) BETWEEN 100000000000 AND 99999999999999
+                    -- micro-second product must not overflow). No abs(): abs(-2^63) overflows.
+                    CASE WHEN epoch_ms BETWEEN 100000000000 AND 99999999999999
+                           OR epoch_ms BETWEEN -99999999999999 AND -100000000000
                          THEN make_timestamptz(epoch_ms * 1000) END
                 -- upper(): the pattern accepts a lower-case 'z' (RFC 3339); the cast does not
                 WHEN has_offset THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
-            END AS occurred_at_ts
+            END AS parsed_ts
         FROM typed
+    ),
+    ranged AS (
+        SELECT *,
+            CASE WHEN parsed_ts BETWEEN TIMESTAMPTZ '{lowest}' AND TIMESTAMPTZ '{highest}' THEN parsed_ts END
+                AS occurred_at_ts
+        FROM timed
     ),
     flagged AS MATERIALIZED (
         SELECT *, {flag_cols}
-        FROM timed
+        FROM ranged
     )
     SELECT file, line,
         CASE
@@ -601,7 +744,7 @@ def _validation_sql(where: str = "true") -> str:
                 WHEN raw_shape = 'empty' THEN 'record is empty'
                 WHEN raw_shape = 'jsonish' THEN 'line is not valid JSON (it may be truncated or have a trailing comma); fix the line and re-deliver it'
                 WHEN raw_shape = 'row' THEN 'CSV row has a different number of fields than the header; quote values that contain commas'
-                WHEN raw_shape = 'bad_encoding' THEN 'line is not valid UTF-8 (shown with replacement characters); re-export the file as UTF-8'
+                WHEN raw_shape = 'bad_encoding' THEN 'record is not valid UTF-8 (shown with replacement characters); re-export the file as UTF-8'
                 ELSE 'line is not valid JSON; each line must hold one JSON object' END]
             WHEN json_kind <> 'OBJECT' THEN ['record is a JSON ' || lower(json_kind) || ', not an object; each line must hold one JSON object']
             WHEN NOT ({any_flag}) THEN []

@@ -2,12 +2,18 @@
 
 `closeconv_env.run()` materializes the real Dagster job in-process against a real DuckDB file
 in tmp_path and returns a read-only connection helper on the published warehouse.
+
+Hermetic by construction: every test runs without the developer's CLOSECONV_* variables and
+DAGSTER_HOME, in its own tmp_path as the working folder (so the default `data/` is never the
+repository's). A skipped test fails the session unless `--allow-skips` is given: the guide
+says skip nothing silently.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +160,46 @@ class ClosecovEnv:
         result = run_pipeline(self.settings(timezone), quiet=True)
         assert result.success, _failure_message(result)
         return Warehouse(self.warehouse_path)
+
+
+HERMETIC_PREFIXES = ("CLOSECONV_",)
+HERMETIC_NAMES = ("DAGSTER_HOME",)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch, tmp_path):
+    """No developer setting reaches a test: CLOSECONV_*, DAGSTER_HOME and the repository's data/."""
+    for name in list(os.environ):
+        if name.startswith(HERMETIC_PREFIXES) or name in HERMETIC_NAMES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--allow-skips", action="store_true", default=False,
+                     help="Do not fail the session when a test is skipped (closeconv fails it by default).")
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(f"{report.nodeid}: {report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and not session.config.getoption("allow_skips") and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _skipped and not config.getoption("allow_skips"):
+        terminalreporter.section("skipped tests fail this session")
+        for line in _skipped:
+            terminalreporter.line(line)
+        terminalreporter.line("A skipped test checks nothing: make it run, or pass --allow-skips knowingly.")
 
 
 @pytest.fixture

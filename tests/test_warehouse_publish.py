@@ -101,15 +101,15 @@ def test_reader_in_the_same_process_does_not_block_a_run(closeconv_env):
 
 
 def test_duckdb_shell_for_analysts_opens_the_published_warehouse(closeconv_env):
-    """The published file is in a storage format the `duckdb` shell on PyPI (1.5) can read."""
-    shell = Path(sys.executable).parent / "duckdb"
-    if not shell.exists():
-        pytest.skip("duckdb-cli is not installed")
+    """The published file is in a storage format the `duckdb` shell on PyPI (1.5) can read.
+
+    duckdb-cli is a dependency: it is run as a module, which needs no `duckdb` script on PATH
+    or in the venv's bin/, and fails loudly if the package is missing."""
     env = prepared(closeconv_env)
     env.write_jsonl("day1.jsonl", conversation("c1", 9) + conversation("c2", 10))
     env.run()
     proc = subprocess.run(
-        [str(shell), "-readonly", "-csv", str(env.warehouse_path),
+        [sys.executable, "-m", "duckdb_cli", "-readonly", "-csv", str(env.warehouse_path),
          "SELECT count(*) AS n FROM conversations WHERE status = 'closed'"],
         capture_output=True, text=True, timeout=60,
     )
