@@ -222,8 +222,11 @@ def test_csv_export_writes_every_match(wh, tmp_path):
     dest = tmp_path / "out" / "conversations.csv"
     assert cv.export_conversations_csv(wh, Filters(closed_by_source=("user",)), TODAY, dest) == 4
     with open(dest, newline="") as fh:
+        header = next(csv.reader(fh))
+        fh.seek(0)
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
+    assert len(header) == len(set(header)) and header[0] == "conversation_id", header  # each column once
     billing = next(r for r in rows if r["category"] == "Billing")
     assert billing["closed_at_local"] == "2026-03-07 23:30:00" and billing["timezone"] == NY
     assert billing["summary"] == "refund issued" and float(billing["first_response_time_s"]) == 60

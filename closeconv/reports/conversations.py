@@ -119,11 +119,10 @@ def export_conversations_csv(wh: Warehouse, f: Filters, today: date, dest: Path,
     tz = wh.timezone
     where = closed_where(f, resolve_period(f, tz, today))
     sql = f"""
-        SELECT c.conversation_id, c.contact_id, c.channel_id,
+        SELECT {_columns(wh, redact_summaries)},
                strftime(timezone(?, c.opened_at), '%Y-%m-%d %H:%M:%S') AS opened_at_local,
                strftime(timezone(?, c.closed_at), '%Y-%m-%d %H:%M:%S') AS closed_at_local,
-               ? AS timezone,
-               {_columns(wh, redact_summaries)}
+               ? AS timezone
         FROM conversations c WHERE {where.sql} ORDER BY {_order('closed_at', True)}"""
     return wh.copy_to_csv(sql, [tz, tz, tz, *where.params], dest)
 
