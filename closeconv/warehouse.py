@@ -40,6 +40,8 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "assignments",
     "workflow_drift",
     "daily_conversation_metrics",
+    "conversation_assignees",
+    "user_messages_15min",
     "pipeline_runs",
     "users",
     "teams",

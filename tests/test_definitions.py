@@ -21,6 +21,8 @@ EXPECTED_ASSETS = {
     "workflow_drift",
     "conversations",
     "daily_conversation_metrics",
+    "conversation_assignees",
+    "user_messages_15min",
     "warehouse_file",
 }
 EXPECTED_BLOCKING_CHECKS = {
