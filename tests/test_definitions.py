@@ -35,6 +35,8 @@ EXPECTED_BLOCKING_CHECKS = {
     ("workflow_actions", schemas.WORKFLOW_ACTIONS_VALID),
     ("assignments", schemas.ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP),
     ("daily_conversation_metrics", schemas.DAILY_METRICS_ADD_UP),
+    ("conversation_assignees", schemas.CONVERSATION_ASSIGNEES_VALID),
+    ("user_messages_15min", schemas.USER_MESSAGES_ADD_UP),
 }
 
 
