@@ -9,6 +9,10 @@
   15-minute UTC slot. Every UTC offset and DST change falls on a quarter hour, so a report
   period (local midnight to local midnight, in any timezone) is a whole number of slots and
   the sums are exact, whatever timezone the dashboard uses.
+- `user_closes`: each conversation closed by a user, with when that user last closed a
+  conversation of the same contact before it. A user's Unique Contacts Closed in a period is
+  then the closes in the period whose previous close of the pair is null or before the period:
+  exactly one per (user, contact) pair, with no DISTINCT over the contact ids.
 """
 
 from __future__ import annotations
@@ -45,6 +49,20 @@ def build_user_messages(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def build_user_closes(con: duckdb.DuckDBPyConnection) -> None:
+    con.sql(
+        """
+        CREATE OR REPLACE TABLE user_closes AS
+        SELECT closed_at, closed_by_user_id AS user_id,
+               lag(closed_at) OVER (PARTITION BY closed_by_user_id, contact_id ORDER BY closed_at, conversation_id)
+                   AS previous_close_of_contact_at
+        FROM conversations WHERE status = 'closed' AND closed_by_user_id IS NOT NULL
+        ORDER BY closed_at, user_id
+        """
+    )
+
+
 def build_user_activity(con: duckdb.DuckDBPyConnection) -> None:
     build_conversation_assignees(con)
     build_user_messages(con)
+    build_user_closes(con)

@@ -42,6 +42,7 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "daily_conversation_metrics",
     "conversation_assignees",
     "user_messages_15min",
+    "user_closes",
     "pipeline_runs",
     "users",
     "teams",

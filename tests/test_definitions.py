@@ -23,6 +23,7 @@ EXPECTED_ASSETS = {
     "daily_conversation_metrics",
     "conversation_assignees",
     "user_messages_15min",
+    "user_closes",
     "warehouse_file",
 }
 EXPECTED_BLOCKING_CHECKS = {

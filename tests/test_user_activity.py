@@ -3,7 +3,8 @@
 `conversation_assignees` is checked against the spec §8 rule applied in Python to every closed
 conversation and its contact's `assignments` intervals; `user_messages_15min` against counting
 `message.sent` events per local day straight from `events`, in timezones with DST and with
-quarter-hour offsets; the Users report against both over a few periods and filters.
+quarter-hour offsets; the Users report (Assigned Conversations, Messages Sent, Unique Contacts
+Closed, which read these tables and `user_closes`) against a direct count over periods and filters.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def test_message_slots_are_quarter_hours(warehouse):
     Filters(date_from=date.today() - timedelta(days=10), date_to=date.today() - timedelta(days=3)),
     Filters(preset="last_14_days", category=("Billing",)),
     Filters(preset="last_30_days", closed_by_source=("user",), channel=("ch_whatsapp_01", "ch_messenger_01")),
+    Filters(date_to=date.today() - timedelta(days=4)),
+    Filters(date_from=date.today() - timedelta(days=12), closed_by_user=("u_mei", "u_omar")),
 ])
 def test_users_report_matches_a_direct_count(warehouse, filters):
     wh = Warehouse(warehouse)
@@ -101,13 +104,17 @@ def test_users_report_matches_a_direct_count(warehouse, filters):
     def in_period(ts) -> bool:
         return (start is None or ts >= start) and (end is None or ts < end)
 
-    wanted = {cid for cid, closed_at, category, source, channel in rows(warehouse, """
-        SELECT conversation_id, closed_at, lower(category), closed_by_source, channel_id FROM conversations
-        WHERE status = 'closed'""")
+    matching = {cid: (closer, contact) for cid, closed_at, category, source, channel, closer, contact in rows(
+        warehouse, """
+        SELECT conversation_id, closed_at, lower(category), closed_by_source, channel_id, closed_by_user_id, contact_id
+        FROM conversations WHERE status = 'closed'""")
         if in_period(closed_at)
         and (not filters.category or category in {c.lower() for c in filters.category})
         and (not filters.closed_by_source or source in filters.closed_by_source)
-        and (not filters.channel or channel in filters.channel)}
+        and (not filters.channel or channel in filters.channel)
+        and (not filters.closed_by_user or closer in filters.closed_by_user)}
+    wanted = set(matching)
+    unique_contacts = Counter(closer for closer, _ in set(matching.values()) if closer is not None)
     assert wanted, "each case should select some conversations"
     assigned = Counter(user for conversation, user in assigned_by_rule(warehouse) if conversation in wanted)
     sent = Counter(user for user, at in rows(warehouse, """
@@ -119,4 +126,6 @@ def test_users_report_matches_a_direct_count(warehouse, filters):
     got_sent = {r["user_id"]: r["messages_sent"] for r in report.iter_rows(named=True)}
     assert {u: n for u, n in got_assigned.items() if n} == dict(assigned)
     assert {u: n for u, n in got_sent.items() if n} == dict(sent)
+    got_unique = {r["user_id"]: r["unique_contacts_closed"] for r in report.iter_rows(named=True)}
+    assert {u: n for u, n in got_unique.items() if n} == dict(unique_contacts)
     assert sum(assigned.values()) > 0 and sum(sent.values()) > 0

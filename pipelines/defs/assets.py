@@ -118,7 +118,7 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
 
 
 WORKFLOW_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
-USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min")
+USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min", "user_closes")
 
 
 @dg.multi_asset(
@@ -162,6 +162,9 @@ def replay_workflows(
         dg.AssetSpec("user_messages_15min", deps=["events"], group_name=METRICS, kinds={"duckdb"},
                      freshness_policy=FRESHNESS_POLICY,
                      description="Messages sent by each user per 15-minute UTC slot (exact for any local day)."),
+        dg.AssetSpec("user_closes", deps=["conversations"], group_name=METRICS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Each close by a user, with that user's previous close of the same contact."),
     ],
 )
 def conversation_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference: ReferenceDataResource):
