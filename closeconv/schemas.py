@@ -28,6 +28,7 @@ ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP = "assignments_ordered_without_overlap"
 DAILY_METRICS_ADD_UP = "daily_metrics_add_up"
 CONVERSATION_ASSIGNEES_VALID = "conversation_assignees_valid"
 USER_MESSAGES_ADD_UP = "user_messages_add_up"
+USER_CLOSES_VALID = "user_closes_valid"
 
 EXAMPLES_SHOWN = 5
 
@@ -314,6 +315,22 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         UNION ALL
         SELECT 'slot ' || slot_start || ' is not on a quarter hour' FROM user_messages_15min
         WHERE epoch_ms(slot_start) % 900000 <> 0
+        """,
+    ),
+    TableCheck(
+        USER_CLOSES_VALID, "user_closes",
+        "Per user, as many closes as conversations closed by the user; a previous close comes before its close.",
+        """
+        WITH rows_per_user AS (SELECT user_id, count(*) AS n FROM user_closes GROUP BY 1),
+        closed AS (SELECT closed_by_user_id AS user_id, count(*) AS n FROM conversations
+                   WHERE status = 'closed' AND closed_by_user_id IS NOT NULL GROUP BY 1)
+        SELECT 'user ' || coalesce(r.user_id, c.user_id) || ': user_closes has ' || coalesce(r.n, 0)
+               || ' closes, conversations ' || coalesce(c.n, 0) AS problem
+        FROM rows_per_user r FULL JOIN closed c USING (user_id)
+        WHERE coalesce(r.n, 0) <> coalesce(c.n, 0)
+        UNION ALL
+        SELECT 'user ' || user_id || ': a close at ' || closed_at || ' has its previous close after it'
+        FROM user_closes WHERE previous_close_of_contact_at > closed_at
         """,
     ),
 )

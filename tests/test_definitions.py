@@ -38,6 +38,7 @@ EXPECTED_BLOCKING_CHECKS = {
     ("daily_conversation_metrics", schemas.DAILY_METRICS_ADD_UP),
     ("conversation_assignees", schemas.CONVERSATION_ASSIGNEES_VALID),
     ("user_messages_15min", schemas.USER_MESSAGES_ADD_UP),
+    ("user_closes", schemas.USER_CLOSES_VALID),
 }
 
 
