@@ -16,6 +16,7 @@ Build a large warehouse with `closeconv generate --conversations 1000000 ...` + 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import statistics
@@ -45,7 +46,8 @@ def free_port() -> int:
 
 def start_server(warehouse: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen([str(CLOSECONV), "dashboard", "--warehouse", str(warehouse), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)  # its own process group, so stop_server reaches Streamlit too
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -54,6 +56,17 @@ def start_server(warehouse: Path, port: int) -> subprocess.Popen:
         proc.kill()
         raise SystemExit(f"the dashboard did not start: {line}")
     return proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a person would; if it has not stopped in 30 s, kill its process group."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        print("(the dashboard did not stop on Ctrl-C within 30 s; killed)", flush=True)
 
 
 def p95(values: list[float]) -> float:
@@ -131,8 +144,7 @@ def main() -> None:
                     print(f"  + {label} = {choice:<24} {count.inner_text():>24}  {elapsed * 1000:7.0f} ms", flush=True)
             browser.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        stop_server(proc)
     if not timings:
         raise SystemExit("no filter change could be made")
     print(f"\nfilter change -> new count in Chromium, {closed:,} closed conversations, {len(timings)} changes:")

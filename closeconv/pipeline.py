@@ -17,6 +17,7 @@ from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import build_reference_tables, load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
+from closeconv.user_activity import build_user_activity
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows, replay_workflows
 from closeconv.workflows.drift import drift_contacts
@@ -101,5 +102,6 @@ def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, ref
     with transaction(con):
         build_conversations(con, categories)
         build_daily_conversation_metrics(con, timezone)
+        build_user_activity(con)
         build_reference_tables(con, reference_dir)
     return dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall())

@@ -26,6 +26,9 @@ WORKFLOW_RUNS_VALID = "workflow_runs_valid"
 WORKFLOW_ACTIONS_VALID = "workflow_actions_valid"
 ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP = "assignments_ordered_without_overlap"
 DAILY_METRICS_ADD_UP = "daily_metrics_add_up"
+CONVERSATION_ASSIGNEES_VALID = "conversation_assignees_valid"
+USER_MESSAGES_ADD_UP = "user_messages_add_up"
+USER_CLOSES_VALID = "user_closes_valid"
 
 EXAMPLES_SHOWN = 5
 
@@ -280,6 +283,54 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         FROM actual a FULL JOIN per_day p USING (day)
         WHERE coalesce(a.closed, 0) <> coalesce(p.closed, 0) OR coalesce(a.opened, 0) <> coalesce(p.opened, 0)
            OR coalesce(a.answered, 0) <> coalesce(p.answered, 0)
+        """,
+    ),
+    TableCheck(
+        CONVERSATION_ASSIGNEES_VALID, "conversation_assignees",
+        "Each row is a closed conversation with its close time and a user, each pair once.",
+        """
+        SELECT 'conversation ' || a.conversation_id || ' (assignee ' || coalesce(a.assignee_id, 'NULL') || '): '
+               || CASE WHEN a.assignee_id IS NULL THEN 'no assignee'
+                       WHEN c.conversation_id IS NULL OR c.status <> 'closed' THEN 'is not a closed conversation'
+                       ELSE 'closed_at does not match conversations' END AS problem
+        FROM conversation_assignees a LEFT JOIN conversations c USING (conversation_id)
+        WHERE a.assignee_id IS NULL OR c.conversation_id IS NULL OR c.status <> 'closed'
+           OR c.closed_at IS DISTINCT FROM a.closed_at
+        UNION ALL
+        SELECT 'conversation ' || conversation_id || ' lists assignee ' || assignee_id || ' ' || count(*) || ' times'
+        FROM conversation_assignees GROUP BY conversation_id, assignee_id HAVING count(*) > 1
+        """,
+    ),
+    TableCheck(
+        USER_MESSAGES_ADD_UP, "user_messages_15min",
+        "Per user, the slots add up to the user's message.sent events (source user); slots are quarter hours.",
+        """
+        WITH slots AS (SELECT user_id, sum(messages_sent) AS n FROM user_messages_15min GROUP BY 1),
+        sent AS (SELECT user_id, count(*) AS n FROM events
+                 WHERE event_type = 'message.sent' AND source = 'user' AND user_id IS NOT NULL GROUP BY 1)
+        SELECT 'user ' || coalesce(s.user_id, e.user_id) || ': slots say ' || coalesce(s.n, 0)
+               || ' messages sent, events have ' || coalesce(e.n, 0) AS problem
+        FROM slots s FULL JOIN sent e USING (user_id)
+        WHERE coalesce(s.n, 0) <> coalesce(e.n, 0)
+        UNION ALL
+        SELECT 'slot ' || slot_start || ' is not on a quarter hour' FROM user_messages_15min
+        WHERE epoch_ms(slot_start) % 900000 <> 0
+        """,
+    ),
+    TableCheck(
+        USER_CLOSES_VALID, "user_closes",
+        "Per user, as many closes as conversations closed by the user; a previous close comes before its close.",
+        """
+        WITH rows_per_user AS (SELECT user_id, count(*) AS n FROM user_closes GROUP BY 1),
+        closed AS (SELECT closed_by_user_id AS user_id, count(*) AS n FROM conversations
+                   WHERE status = 'closed' AND closed_by_user_id IS NOT NULL GROUP BY 1)
+        SELECT 'user ' || coalesce(r.user_id, c.user_id) || ': user_closes has ' || coalesce(r.n, 0)
+               || ' closes, conversations ' || coalesce(c.n, 0) AS problem
+        FROM rows_per_user r FULL JOIN closed c USING (user_id)
+        WHERE coalesce(r.n, 0) <> coalesce(c.n, 0)
+        UNION ALL
+        SELECT 'user ' || user_id || ': a close at ' || closed_at || ' has its previous close after it'
+        FROM user_closes WHERE previous_close_of_contact_at > closed_at
         """,
     ),
 )

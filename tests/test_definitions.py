@@ -21,6 +21,9 @@ EXPECTED_ASSETS = {
     "workflow_drift",
     "conversations",
     "daily_conversation_metrics",
+    "conversation_assignees",
+    "user_messages_15min",
+    "user_closes",
     "warehouse_file",
 }
 EXPECTED_BLOCKING_CHECKS = {
@@ -33,6 +36,9 @@ EXPECTED_BLOCKING_CHECKS = {
     ("workflow_actions", schemas.WORKFLOW_ACTIONS_VALID),
     ("assignments", schemas.ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP),
     ("daily_conversation_metrics", schemas.DAILY_METRICS_ADD_UP),
+    ("conversation_assignees", schemas.CONVERSATION_ASSIGNEES_VALID),
+    ("user_messages_15min", schemas.USER_MESSAGES_ADD_UP),
+    ("user_closes", schemas.USER_CLOSES_VALID),
 }
 
 

@@ -27,7 +27,7 @@ def documented_tables() -> dict[str, list[tuple[str, str]]]:
     for line in DOC.read_text().splitlines():
         heading = re.match(r"^##+ (.+)$", line)
         if heading:
-            current = re.findall(r"`([a-z_]+)`", heading.group(1))
+            current = re.findall(r"`([a-z0-9_]+)`", heading.group(1))
             continue
         row = re.match(r"^\| `([a-z0-9_]+)` \| ([A-Z]+) \|", line)
         if row and len(current) == 1:

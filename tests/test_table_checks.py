@@ -45,7 +45,7 @@ def outcome(con, name):
 def test_every_published_table_has_a_check():
     guarded = {c.table for c in schemas.TABLE_CHECKS}
     assert {"events", "rejected_events", "conversations", "workflow_runs", "workflow_actions", "assignments",
-            "daily_conversation_metrics"} <= guarded
+            "daily_conversation_metrics", "conversation_assignees", "user_messages_15min", "user_closes"} <= guarded
 
 
 def test_all_checks_pass_on_tables_the_pipeline_built(built):
@@ -88,6 +88,16 @@ BREAKAGES = [
     (schemas.DAILY_METRICS_ADD_UP,
      "UPDATE daily_conversation_metrics SET conversations_closed = conversations_closed + 1 WHERE conversations_closed > 0",
      "closed"),
+    (schemas.CONVERSATION_ASSIGNEES_VALID, "UPDATE conversation_assignees SET closed_at = closed_at + INTERVAL 1 SECOND",
+     "closed_at does not match"),
+    (schemas.CONVERSATION_ASSIGNEES_VALID, "INSERT INTO conversation_assignees SELECT * FROM conversation_assignees",
+     "2 times"),
+    (schemas.USER_MESSAGES_ADD_UP, "DELETE FROM user_messages_15min", "events have 1"),
+    (schemas.USER_MESSAGES_ADD_UP, "UPDATE user_messages_15min SET slot_start = slot_start + INTERVAL 1 MINUTE",
+     "not on a quarter hour"),
+    (schemas.USER_CLOSES_VALID, "DELETE FROM user_closes", "user_closes has 0 closes"),
+    (schemas.USER_CLOSES_VALID, "UPDATE user_closes SET previous_close_of_contact_at = closed_at + INTERVAL 1 HOUR",
+     "previous close after it"),
 ]
 
 

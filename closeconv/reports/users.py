@@ -5,13 +5,16 @@ except Messages Sent, which counts `message.sent` events with source `user` by t
 time falls in the period (the other filters do not apply to it: a message has no category).
 
 - Assigned Conversations: conversations in which the user was the assignee at some moment
-  between open and close: an `assignments` interval of the contact that starts before the
-  close and ends after the open. An assignment recorded at the very instant of the close comes
-  before it (event order) and counts; a workflow's change caused by the close comes after it
-  and does not (the assignee at the close keeps the credit).
+  between open and close (an `assignments` interval of the contact overlapping it; see
+  closeconv/user_activity.py for the instant of the close).
 - Closed Conversations: `closed_by_user_id` = the user; Unique Contacts Closed: distinct
   contacts among them; Average and Max Resolution: over them.
 - Average and Median FRT: over the conversations whose `first_response_by_user_id` is the user.
+
+Assigned Conversations and Messages Sent read tables the pipeline precomputes
+and, unless filters other than the period and the closer apply, Unique Contacts Closed
+(`conversation_assignees`, `user_messages_15min`, `user_closes`; closeconv/user_activity.py
+holds their rules).
 
 Counts over nothing are 0; an average, median or max over nothing is None ("—"). The rows are
 the users of the `users` reference table plus every user id that has a figure.
@@ -19,15 +22,16 @@ the users of the `users` reference table plus every user id that has a figure.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
 from closeconv.reports.access import Warehouse
-from closeconv.reports.filters import Filters, resolve_period
+from closeconv.reports.filters import Filters, Period, resolve_period
 from closeconv.reports.names import reference_table
-from closeconv.reports.where import closed_where, time_range
+from closeconv.reports.where import attribute_conditions, closed_where, time_range
 
 USER_SORT_COLUMNS: tuple[str, ...] = (
     "name", "assigned_conversations", "closed_conversations", "unique_contacts_closed", "messages_sent",
@@ -41,12 +45,37 @@ USER_COLUMN_LABELS: dict[str, str] = {
 }
 
 
+def _unique_contacts_sql(f: Filters, period: Period | None) -> tuple[str, list]:
+    """Unique Contacts Closed per user, as a query over `closed` or, when only the period and
+    the closer filter apply, over `user_closes` (the same figure without a DISTINCT)."""
+    if attribute_conditions(replace(f, closed_by_user=())).conditions:
+        return ("SELECT closed_by_user_id AS user_id, count(DISTINCT contact_id) AS unique_contacts_closed "
+                "FROM closed WHERE closed_by_user_id IS NOT NULL GROUP BY 1", [])
+    where = time_range("u.closed_at", period)
+    if f.closed_by_user:
+        where.add("list_contains(?::VARCHAR[], u.user_id)", list(f.closed_by_user))
+    if period and period.start_utc:
+        where.add("(u.previous_close_of_contact_at IS NULL OR u.previous_close_of_contact_at < ?::TIMESTAMPTZ)",
+                  period.start_utc)
+    else:
+        where.add("u.previous_close_of_contact_at IS NULL")
+    return (f"SELECT u.user_id, count(*) AS unique_contacts_closed FROM user_closes u WHERE {where.sql} GROUP BY 1",
+            where.params)
+
+
 def _users_sql(wh: Warehouse, f: Filters, today: date, sort: str, descending: bool) -> tuple[str, list]:
     if sort not in USER_SORT_COLUMNS:
         raise ValueError(f"cannot sort the Users report by {sort!r}; use one of {', '.join(USER_SORT_COLUMNS)}")
     period = resolve_period(f, wh.timezone, today)
     closed = closed_where(f, period)
-    sent = time_range("e.occurred_at", period)
+    # Precomputed by the pipeline (closeconv/user_activity.py). The period's bounds are local
+    # midnights, always on a quarter hour in UTC, so whole 15-minute slots give exact counts.
+    assigned_period = time_range("a.closed_at", period)
+    # Without other filters every closed conversation in the period matches: no join needed.
+    only_matching = ("AND a.conversation_id IN (SELECT conversation_id FROM closed)"
+                     if attribute_conditions(f).conditions else "")
+    sent = time_range("m.slot_start", period)
+    unique_sql, unique_params = _unique_contacts_sql(f, period)
     users, teams = reference_table(wh, "users"), reference_table(wh, "teams")
     direction = "DESC" if descending else "ASC"
     sql = f"""
@@ -55,25 +84,22 @@ def _users_sql(wh: Warehouse, f: Filters, today: date, sort: str, descending: bo
                    c.first_response_by_user_id, c.first_response_time_s, c.resolution_time_s
             FROM conversations c WHERE {closed.sql}),
         assigned AS (
-            SELECT user_id, count(*) AS assigned_conversations FROM (
-                SELECT DISTINCT a.assignee_id AS user_id, k.conversation_id
-                FROM closed k JOIN assignments a ON a.contact_id = k.contact_id
-                WHERE a.assignee_id IS NOT NULL
-                  AND (a.valid_from < k.closed_at OR (a.valid_from = k.closed_at AND a.cause = 'event'))
-                  AND (a.valid_to IS NULL OR a.valid_to > k.opened_at)
-            ) GROUP BY 1),
+            SELECT a.assignee_id AS user_id, count(*) AS assigned_conversations
+            FROM conversation_assignees a
+            WHERE {assigned_period.sql} {only_matching}
+            GROUP BY 1),
         closers AS (
             SELECT closed_by_user_id AS user_id, count(*) AS closed_conversations,
-                   count(DISTINCT contact_id) AS unique_contacts_closed,
                    avg(resolution_time_s) AS resolution_avg_s, max(resolution_time_s) AS resolution_max_s
             FROM closed WHERE closed_by_user_id IS NOT NULL GROUP BY 1),
+        unique_contacts AS ({unique_sql}),
         responders AS (
             SELECT first_response_by_user_id AS user_id, avg(first_response_time_s) AS frt_avg_s,
                    quantile_cont(first_response_time_s, 0.5) AS frt_median_s
             FROM closed WHERE first_response_by_user_id IS NOT NULL GROUP BY 1),
         messages AS (
-            SELECT e.user_id, count(*) AS messages_sent FROM events e
-            WHERE e.event_type = 'message.sent' AND e.source = 'user' AND e.user_id IS NOT NULL AND {sent.sql}
+            SELECT m.user_id, sum(m.messages_sent)::BIGINT AS messages_sent FROM user_messages_15min m
+            WHERE {sent.sql}
             GROUP BY 1),
         everyone AS (
             SELECT user_id FROM {users} UNION SELECT user_id FROM assigned UNION SELECT user_id FROM closers
@@ -81,7 +107,7 @@ def _users_sql(wh: Warehouse, f: Filters, today: date, sort: str, descending: bo
         SELECT p.user_id, coalesce(u.name, p.user_id) AS name, u.team_id, coalesce(t.name, u.team_id) AS team_name,
                coalesce(a.assigned_conversations, 0) AS assigned_conversations,
                coalesce(k.closed_conversations, 0) AS closed_conversations,
-               coalesce(k.unique_contacts_closed, 0) AS unique_contacts_closed,
+               coalesce(q.unique_contacts_closed, 0) AS unique_contacts_closed,
                coalesce(m.messages_sent, 0) AS messages_sent,
                r.frt_avg_s, r.frt_median_s, k.resolution_avg_s, k.resolution_max_s
         FROM everyone p
@@ -89,11 +115,12 @@ def _users_sql(wh: Warehouse, f: Filters, today: date, sort: str, descending: bo
         LEFT JOIN {teams} t ON t.team_id = u.team_id
         LEFT JOIN assigned a ON a.user_id = p.user_id
         LEFT JOIN closers k ON k.user_id = p.user_id
+        LEFT JOIN unique_contacts q ON q.user_id = p.user_id
         LEFT JOIN responders r ON r.user_id = p.user_id
         LEFT JOIN messages m ON m.user_id = p.user_id
         WHERE p.user_id IS NOT NULL
         ORDER BY {sort} {direction} NULLS LAST, name, p.user_id"""
-    return sql, [*closed.params, *sent.params]
+    return sql, [*closed.params, *assigned_period.params, *unique_params, *sent.params]
 
 
 def users_report(wh: Warehouse, f: Filters, today: date, sort: str = "closed_conversations",

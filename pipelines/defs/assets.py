@@ -118,6 +118,7 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
 
 
 WORKFLOW_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
+USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min", "user_closes")
 
 
 @dg.multi_asset(
@@ -155,6 +156,15 @@ def replay_workflows(
         dg.AssetSpec("daily_conversation_metrics", deps=["conversations"], group_name=METRICS, kinds={"duckdb"},
                      freshness_policy=FRESHNESS_POLICY,
                      description="Per local day, category, channel and closed-by source: counts, avg/median/p90."),
+        dg.AssetSpec("conversation_assignees", deps=["conversations", "assignments"], group_name=METRICS,
+                     kinds={"duckdb"}, freshness_policy=FRESHNESS_POLICY,
+                     description="Per closed conversation, every user assigned at some moment between open and close."),
+        dg.AssetSpec("user_messages_15min", deps=["events"], group_name=METRICS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Messages sent by each user per 15-minute UTC slot (exact for any local day)."),
+        dg.AssetSpec("user_closes", deps=["conversations"], group_name=METRICS, kinds={"duckdb"},
+                     freshness_policy=FRESHNESS_POLICY,
+                     description="Each close by a user, with that user's previous close of the same contact."),
     ],
 )
 def conversation_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference: ReferenceDataResource):
@@ -162,6 +172,7 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
     with warehouse.staging() as con:
         by_status = build_conversation_tables(con, warehouse.timezone, reference.folder())
         days = con.sql("SELECT count(DISTINCT day) FROM daily_conversation_metrics").fetchall()[0][0]
+        user_activity = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in USER_ACTIVITY_TABLES}
     report(
         context,
         f"conversations: {by_status.get('closed', 0):,} closed, {by_status.get('open', 0):,} open; "
@@ -174,11 +185,14 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
                   "dagster/row_count": sum(by_status.values())},
     )
     yield dg.MaterializeResult(asset_key="daily_conversation_metrics", metadata={"days": days})
+    for name, rows in user_activity.items():
+        yield dg.MaterializeResult(asset_key=name, metadata={"dagster/row_count": rows})
 
 
 @dg.asset(
     group_name=PUBLISH,
-    deps=["events", "rejected_events", "conversations", "daily_conversation_metrics", *WORKFLOW_TABLES],
+    deps=["events", "rejected_events", "conversations", "daily_conversation_metrics", *USER_ACTIVITY_TABLES,
+          *WORKFLOW_TABLES],
     freshness_policy=FRESHNESS_POLICY,
     kinds={"duckdb"},
     description="The analyst-facing DuckDB file, swapped in atomically so readers never block a run.",

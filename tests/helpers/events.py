@@ -90,11 +90,13 @@ def make_events_table(con: duckdb.DuckDBPyConnection, events: list[Ev], *, allow
 
 
 def build_tables(con: duckdb.DuckDBPyConnection, events: list[Ev], workflows=(), tz: str = "UTC", users=None) -> None:
-    """Every table the pipeline publishes, in its order: events → replay → conversations → daily."""
+    """Every table the pipeline publishes, in its order: events → replay → conversations → daily → user activity."""
     from closeconv.metrics import build_conversations, build_daily_conversation_metrics
+    from closeconv.user_activity import build_user_activity
     from closeconv.workflows import replay_workflows
 
     make_events_table(con, events)
     replay_workflows(con, list(workflows), users)
     build_conversations(con)
     build_daily_conversation_metrics(con, tz)
+    build_user_activity(con)
