@@ -18,7 +18,6 @@ import re
 import sys
 import gzip
 import io
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +40,7 @@ from closeconv.contract import (
     USER_ID_REQUIRED_FOR_USER_SOURCE,
 )
 from closeconv.progress import progress_logger
+from closeconv.transactions import transaction
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -159,24 +159,13 @@ def _ensure_validated_table(con: duckdb.DuckDBPyConnection) -> None:
     rules_version = hashlib.sha256(sql.encode()).hexdigest()[:16]
     con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     known = con.sql("SELECT value FROM staging_meta WHERE key = 'validation_rules'").fetchall()
-    with _transaction(con):
+    with transaction(con):
         if known and known[0][0] != rules_version:
             con.sql("DROP TABLE IF EXISTS validated_records")
             con.sql("DROP TABLE IF EXISTS validated_files")
         con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
         con.sql("CREATE TABLE IF NOT EXISTS validated_files (file VARCHAR PRIMARY KEY, fingerprint VARCHAR, records BIGINT)")
         con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
-
-
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection):
-    con.sql("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.sql("ROLLBACK")
-        raise
-    con.sql("COMMIT")
 
 
 def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -204,7 +193,7 @@ def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
         SELECT v.file FROM (SELECT DISTINCT file FROM validated_records) v ANTI JOIN validated_files USING (file)
         """
     ).fetchall()]
-    with _transaction(con):
+    with transaction(con):
         for name in damaged:
             _forget_file(con, name)
         for name in unvalidated:
@@ -530,7 +519,7 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> In
     con.sql("CREATE OR REPLACE TABLE landing_unknown_files AS SELECT unnest(?::VARCHAR[]) AS file", params=[ignored])
     known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())
     present = {f.name for f in files}
-    with _transaction(con):
+    with transaction(con):
         for gone in sorted(set(known) - present):
             _forget_file(con, gone)
     now = datetime.now(timezone.utc)
@@ -805,7 +794,7 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
             params=[file],
         ).fetchall()
         # One transaction per file: its records and its `validated_files` row land together.
-        with _transaction(con):
+        with transaction(con):
             con.sql("DELETE FROM validated_records WHERE file = ?", params=[file])
             for first, last in chunks:
                 con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))

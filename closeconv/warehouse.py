@@ -22,6 +22,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from closeconv.config import Settings
+from closeconv.transactions import transaction  # noqa: F401  (re-exported for the pipeline steps)
 from closeconv.workflows.drift import drift_contacts
 
 SCHEMA_VERSION = 2
@@ -166,17 +167,6 @@ def staging_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection
             yield con
         finally:
             con.close()
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.sql("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.sql("ROLLBACK")
-        raise
-    con.sql("COMMIT")
 
 
 def _sql_path(path: Path) -> str:
