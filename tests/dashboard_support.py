@@ -93,7 +93,7 @@ def dashboard_server(warehouse: Path, workdir: Path, *flags: str, **env_extra: s
     port = free_port()
     proc = subprocess.Popen([str(CLOSECONV), "dashboard", "--warehouse", str(warehouse), "--port", str(port), *flags],
                             cwd=workdir, env=hermetic_env(workdir, **env_extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     first_line: list[str] = []
     reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()), daemon=True)
     reader.start()
@@ -110,7 +110,8 @@ def dashboard_server(warehouse: Path, workdir: Path, *flags: str, **env_extra: s
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                # The whole group: killing only the CLI would leave its Streamlit server running.
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
