@@ -173,26 +173,24 @@ def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.sql(f"DELETE FROM {table} WHERE file = ?", params=[name])
 
 
+def _files_out_of_step(con: duckdb.DuckDBPyConnection, bookkeeping: str, records: str) -> list[str]:
+    """Files whose row count in `records` is not the count `bookkeeping` holds for them, or that
+    have rows but no bookkeeping (the two tables are staging's own, never user input)."""
+    return [r[0] for r in con.sql(
+        f"""
+        SELECT b.file FROM {bookkeeping} b
+        LEFT JOIN (SELECT file, count(*) AS n FROM {records} GROUP BY file) r USING (file)
+        WHERE coalesce(r.n, 0) <> b.records
+        UNION
+        SELECT r.file FROM (SELECT DISTINCT file FROM {records}) r ANTI JOIN {bookkeeping} USING (file)
+        """
+    ).fetchall()]
+
+
 def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
     """A cache entry whose row count disagrees with its own bookkeeping is forgotten (and redone)."""
-    damaged = [r[0] for r in con.sql(
-        """
-        SELECT lf.file FROM landing_files lf
-        LEFT JOIN (SELECT file, count(*) AS n FROM raw_records GROUP BY file) r USING (file)
-        WHERE coalesce(r.n, 0) <> lf.records
-        UNION
-        SELECT r.file FROM (SELECT DISTINCT file FROM raw_records) r ANTI JOIN landing_files USING (file)
-        """
-    ).fetchall()]
-    unvalidated = [r[0] for r in con.sql(
-        """
-        SELECT vf.file FROM validated_files vf
-        LEFT JOIN (SELECT file, count(*) AS n FROM validated_records GROUP BY file) v USING (file)
-        WHERE coalesce(v.n, 0) <> vf.records
-        UNION
-        SELECT v.file FROM (SELECT DISTINCT file FROM validated_records) v ANTI JOIN validated_files USING (file)
-        """
-    ).fetchall()]
+    damaged = _files_out_of_step(con, "landing_files", "raw_records")
+    unvalidated = _files_out_of_step(con, "validated_files", "validated_records")
     with transaction(con):
         for name in damaged:
             _forget_file(con, name)
