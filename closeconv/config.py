@@ -33,6 +33,7 @@ ENV_NAMES: dict[str, str] = {
     "allow_shrink": "CLOSECONV_ALLOW_SHRINK",
     "dagster_home": "DAGSTER_HOME",
     "auto_close_hours": "CLOSECONV_AUTO_CLOSE_HOURS",
+    "archive_dir": "CLOSECONV_ARCHIVE",
 }
 AUTO_CLOSE_ENV = ENV_NAMES["auto_close_hours"]
 FLAGS: dict[str, str] = {
@@ -43,6 +44,7 @@ FLAGS: dict[str, str] = {
     "timezone": "--timezone",
     "allow_shrink": "--allow-shrink",
     "auto_close_hours": "--auto-close-hours",
+    "archive_dir": "--archive",
 }
 
 
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     # Derive respond.io's auto-close (closeconv/auto_close.py): hours as given, None = off.
     # Kept as text so that `check()` can name where a bad value came from.
     auto_close_hours: str | None = Field(None, validation_alias="CLOSECONV_AUTO_CLOSE_HOURS")
+    # The landing folder is an inbox: after a run, processed files move here (same relative
+    # path); every run reads this folder too, so their events stay. None = files stay put.
+    archive_dir: Path | None = Field(None, validation_alias="CLOSECONV_ARCHIVE")
 
     # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -117,6 +122,7 @@ class Settings(BaseSettings):
         self.auto_close()
         if landing:
             self._check_landing()
+        self._check_archive()
         for name, what in (("workflows_dir", "workflows"), ("reference_dir", "reference")):
             path = getattr(self, name)
             # A folder named on purpose must exist: a typo must not silently mean "no workflows".
@@ -144,6 +150,23 @@ class Settings(BaseSettings):
             return parse_auto_close_hours(self.auto_close_hours, self.origin("auto_close_hours"))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _check_archive(self) -> None:
+        if self.archive_dir is None:
+            return
+        where = self.origin("archive_dir")
+        archive, landing = self.archive_dir.absolute(), self.landing_dir.absolute()
+        if archive.exists() and not archive.is_dir():
+            raise ConfigError(
+                f"archive folder {str(self.archive_dir)!r} is a file, not a folder (from {where}). "
+                "Point --archive / CLOSECONV_ARCHIVE at a folder (it is created if missing), or unset it."
+            )
+        if archive == landing or archive.is_relative_to(landing) or landing.is_relative_to(archive):
+            raise ConfigError(
+                f"archive folder {str(self.archive_dir)!r} and landing folder {str(self.landing_dir)!r} overlap "
+                f"(from {where}): every file would be read twice. Put the archive beside the landing folder, "
+                "e.g. data/archive."
+            )
 
     def _check_landing(self) -> None:
         where = self.origin("landing_dir")

@@ -112,12 +112,11 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-def discover_landing_files(landing_dir: Path) -> tuple[list[LandingFile], list[str]]:
-    """Event files under the landing folder (recursively), sorted by name; plus ignored names."""
-    files: list[LandingFile] = []
+def _event_files(root: Path) -> tuple[dict[str, LandingFile], list[str]]:
+    files: dict[str, LandingFile] = {}
     ignored: list[str] = []
-    for path in sorted(p for p in landing_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(landing_dir).as_posix()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in Path(rel).parts):
             continue  # hidden files: editors' swap files, partial uploads (.tmp), .gitkeep
         fmt = detect_format(path)
@@ -125,8 +124,21 @@ def discover_landing_files(landing_dir: Path) -> tuple[list[LandingFile], list[s
             ignored.append(rel)
             continue
         st = path.stat()
-        files.append(LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}"))
+        files[rel] = LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}")
     return files, ignored
+
+
+def discover_landing_files(landing_dir: Path, archive_dir: Path | None = None) -> tuple[list[LandingFile], list[str]]:
+    """Event files under the landing folder (recursively), sorted by name; plus ignored names.
+
+    With an archive folder, its files count as well, under the same relative names (moving a
+    file there keeps its size and mtime, so it is not parsed again); a file of the same name
+    in the landing folder is the newer delivery and wins."""
+    files, ignored = _event_files(landing_dir)
+    if archive_dir is not None and archive_dir.is_dir():
+        archived, _ = _event_files(archive_dir)
+        files = {**archived, **files}
+    return [files[name] for name in sorted(files)], ignored
 
 
 # --------------------------------------------------------------------------------------
@@ -505,14 +517,14 @@ def _restage_file(
         raise
 
 
-def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> IngestStats:
+def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archive_dir: Path | None = None) -> IngestStats:
     """Bring `raw_records` in line with the landing folder: parse new or changed files only.
 
     Files of an unknown type are listed in `landing_unknown_files` (counted in the summary and
     in `pipeline_runs`), never skipped silently."""
     _ensure_raw_tables(con)
     _drop_damaged_cache_entries(con)
-    files, ignored = discover_landing_files(landing_dir)
+    files, ignored = discover_landing_files(landing_dir, archive_dir)
     stats = IngestStats(files_total=len(files), files_ignored=ignored)
     con.sql("CREATE OR REPLACE TABLE landing_unknown_files AS SELECT unnest(?::VARCHAR[]) AS file", params=[ignored])
     known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())

@@ -36,6 +36,7 @@ def settings_options(fn):
             click.option("--workflows", "workflows_dir", type=click.Path(path_type=Path), help="Folder of workflow YAML files. [env CLOSECONV_WORKFLOWS; default workflows]"),
             click.option("--reference", "reference_dir", type=click.Path(path_type=Path), help="Folder of users.csv, teams.csv, categories.csv. [env CLOSECONV_REFERENCE; default data/reference]"),
             click.option("--timezone", "timezone", help="Workspace timezone, IANA name (DST-correct days). [env CLOSECONV_TIMEZONE; default UTC]"),
+            click.option("--archive", "archive_dir", type=click.Path(path_type=Path), help="Archive folder: after a run, processed landing files move here; runs read it too, so their events stay. [env CLOSECONV_ARCHIVE; default off]"),
             click.option("--auto-close-hours", "auto_close_hours", help="Derive respond.io's auto-close: close N hours after the last human message without a contact reply (for sources that send no closes; closes get source auto_close). [env CLOSECONV_AUTO_CLOSE_HOURS; default off]"),
         ]
     ):

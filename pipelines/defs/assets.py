@@ -12,6 +12,7 @@ import dagster as dg
 
 from closeconv.config import ConfigError
 from closeconv.ingest import stage_landing_files
+from closeconv.landing_archive import archive_processed_files
 from closeconv.pipeline import (
     build_conversation_tables,
     build_events,
@@ -51,7 +52,7 @@ def landing_files(
     except ConfigError as exc:
         raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     with warehouse.staging() as con:
-        stats = stage_landing_files(con, landing.folder())
+        stats = stage_landing_files(con, landing.folder(), landing.archive_folder())
     ignored = ""
     if stats.files_ignored:
         shown = ", ".join(stats.files_ignored[:5]) + (" …" if len(stats.files_ignored) > 5 else "")
@@ -197,12 +198,18 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
     kinds={"duckdb"},
     description="The analyst-facing DuckDB file, swapped in atomically so readers never block a run.",
 )
-def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource) -> dg.MaterializeResult:
     started = time.perf_counter()
+    archived: list[str] = []
     try:
         with warehouse.staging() as con:
             counts = publish(con, warehouse.settings(), context.run.run_id, allow_shrink=warehouse.allow_shrink)
+            # Only after the publish: a failed run leaves every file where it was.
+            if landing.archive_folder() is not None:
+                archived = archive_processed_files(con, landing.folder(), landing.archive_folder())
     except ShrinkRefused as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    report(context, f"warehouse: published {warehouse.path}", started)
-    return dg.MaterializeResult(metadata={"path": warehouse.path, **{f"rows.{k}": v for k, v in counts.items()}})
+    moved = f"; moved {len(archived)} processed files to {landing.archive_path}" if archived else ""
+    report(context, f"warehouse: published {warehouse.path}{moved}", started)
+    return dg.MaterializeResult(metadata={"path": warehouse.path, "files_archived": len(archived),
+                                          **{f"rows.{k}": v for k, v in counts.items()}})

@@ -51,9 +51,13 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class LandingResource(dg.ConfigurableResource):
-    """The landing folder event files are dropped into."""
+    """The landing folder event files are dropped into, and the archive processed files move to."""
 
     path: str
+    archive_path: str = ""  # "" = no archive: files stay in the landing folder
+
+    def archive_folder(self) -> Path | None:
+        return Path(self.archive_path) if self.archive_path else None
 
     def folder(self) -> Path:
         folder = Path(self.path)
@@ -88,7 +92,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             path=str(settings.warehouse_path), timezone=settings.timezone, allow_shrink=settings.allow_shrink,
             auto_close_hours=settings.auto_close_hours or "",
         ),
-        "landing": LandingResource(path=str(settings.landing_dir)),
+        "landing": LandingResource(path=str(settings.landing_dir),
+                                   archive_path=str(settings.archive_dir) if settings.archive_dir else ""),
         "workflows": WorkflowsResource(path=str(settings.workflows_dir)),
         "reference": ReferenceDataResource(path=str(settings.reference_dir)),
     }
@@ -101,7 +106,7 @@ def settings_of(
     settings = Settings(
         landing_dir=Path(landing.path), warehouse_path=Path(warehouse.path), workflows_dir=Path(workflows.path),
         reference_dir=Path(reference.path), timezone=warehouse.timezone, allow_shrink=warehouse.allow_shrink,
-        auto_close_hours=warehouse.auto_close_hours or None,
+        auto_close_hours=warehouse.auto_close_hours or None, archive_dir=landing.archive_folder(),
     )
     # Named in messages as the resource they came from. An absent workflows or reference
     # folder means "none" here, as for a default: whether it was named on purpose is known
@@ -109,7 +114,7 @@ def settings_of(
     settings._origins = {
         "landing_dir": "resource landing.path", "warehouse_path": "resource warehouse.path",
         "timezone": "resource warehouse.timezone", "allow_shrink": "resource warehouse.allow_shrink",
-        "auto_close_hours": "resource warehouse.auto_close_hours",
+        "auto_close_hours": "resource warehouse.auto_close_hours", "archive_dir": "resource landing.archive_path",
     }
     return settings
 

@@ -21,7 +21,7 @@ IN_PROGRESS = [
 
 
 def landing_fingerprint(landing: LandingResource) -> tuple[str, int]:
-    files, _ = discover_landing_files(landing.folder())
+    files, _ = discover_landing_files(landing.folder(), landing.archive_folder())
     digest = hashlib.sha256("\n".join(f"{f.name}|{f.fingerprint}" for f in files).encode()).hexdigest()[:20]
     return digest, len(files)
 
