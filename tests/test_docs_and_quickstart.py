@@ -127,7 +127,8 @@ def test_demo_ends_by_serving_the_dashboard_until_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECONV_")}
     env.update(CLOSECONV_WORKFLOWS=str(REPO / "workflows"), HOME=str(tmp_path))
     proc = subprocess.Popen([str(CLOSECONV), "demo", "--conversations", "80", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)  # its own group: never leaves a server behind
     lines: list[str] = []
 
     def read() -> None:
@@ -147,5 +148,11 @@ def test_demo_ends_by_serving_the_dashboard_until_ctrl_c(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/reports", timeout=10).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group (the Streamlit server)
+            except ProcessLookupError:
+                pass
     assert code == 0
