@@ -5,7 +5,7 @@ out-of-order, duplicate and conflicting events that touch conversations of the f
 One project receives the files one per run (a new file lands, `closeconv run`); another
 gets them all at once. Every published table must have the same content hash, leaving out
 the columns that describe a run rather than the data (pipeline_runs, ingested_at).
-A third project checks that a file leaving the landing folder keeps its events.
+A third checks that `closeconv run --full-refresh` rebuilds staging and changes nothing published.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
+from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
 from closeconv.config import Settings
 from closeconv.sample.generator import generate_sample
@@ -142,12 +144,19 @@ def test_file_by_file_runs_equal_one_full_run(tmp_path, landing_files):
         con.close()
 
 
-def test_a_file_leaving_the_landing_folder_keeps_its_events(tmp_path, landing_files):
-    both = _project(tmp_path / "both")
-    for f in landing_files[:2]:
-        shutil.copy(f, both.landing_dir / f.name)
-    _run(both)
-    before = _table_hashes(both.warehouse_path)
-    (both.landing_dir / landing_files[0].name).unlink()
-    _run(both)
-    assert _table_hashes(both.warehouse_path)["events"] == before["events"]
+def test_full_refresh_reads_every_file_again_and_publishes_the_same_tables(tmp_path, landing_files):
+    project = _project(tmp_path / "refresh")
+    for f in landing_files[:3]:
+        shutil.copy(f, project.landing_dir / f.name)
+        _run(project)
+    before = _table_hashes(project.warehouse_path)
+    flags = ["--landing", str(project.landing_dir), "--warehouse", str(project.warehouse_path),
+             "--workflows", str(project.workflows_dir), "--reference", str(project.reference_dir),
+             "--timezone", project.timezone]
+    result = CliRunner().invoke(main, ["run", "--full-refresh", *flags])
+    assert result.exit_code == 0, result.output
+    # every landing file was parsed again, not taken from staging's per-file cache
+    assert "landing_files: 3 files (3 new or changed)" in result.output
+    assert _table_hashes(project.warehouse_path) == before
+    again = CliRunner().invoke(main, ["run", *flags])
+    assert again.exit_code == 0 and "landing_files: 3 files (0 new or changed)" in again.output

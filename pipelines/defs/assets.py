@@ -11,7 +11,7 @@ import time
 import dagster as dg
 
 from closeconv.config import ConfigError
-from closeconv.ingest import stage_landing_files
+from closeconv.ingest import forget_staging_caches, stage_landing_files
 from closeconv.pipeline import (
     build_conversation_tables,
     build_events,
@@ -31,6 +31,12 @@ from pipelines.defs.resources import (
 INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish"
 
 
+class StagingConfig(dg.Config):
+    """Run config of `landing_files`; `closeconv run --full-refresh` sets it (docs/operations.md)."""
+
+    full_refresh: bool = False  # forget every cached parse and validation: read every file again
+
+
 @dg.asset(
     group_name=INGEST,
     freshness_policy=FRESHNESS_POLICY,
@@ -39,6 +45,7 @@ INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish
 )
 def landing_files(
     context: dg.AssetExecutionContext,
+    config: StagingConfig,
     warehouse: WarehouseResource,
     landing: LandingResource,
     workflows: WorkflowsResource,
@@ -51,6 +58,8 @@ def landing_files(
     except ConfigError as exc:
         raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     with warehouse.staging() as con:
+        if config.full_refresh:
+            forget_staging_caches(con)
         stats = stage_landing_files(con, landing.folder())
     ignored = ""
     if stats.files_ignored:
