@@ -888,3 +888,20 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
         "SELECT coalesce(sum(deliveries - 1), 0) FROM id_groups WHERE versions = 1"
     ).fetchall()[0][0]
     return stats
+
+
+# --------------------------------------------------------------------------------------
+# Full refresh: forget the per-file caches so the next staging reads every file again
+# --------------------------------------------------------------------------------------
+
+STAGING_CACHE_TABLES = ("raw_records", "validated_records", "validated_files", "landing_files")
+
+
+def forget_staging_caches(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop every cached parse and validation (`closeconv run --full-refresh`, docs/operations.md).
+
+    The next `stage_landing_files` parses and validates every landing file as if staging were new;
+    the published warehouse is untouched until that run publishes."""
+    with transaction(con):
+        for table in STAGING_CACHE_TABLES:
+            con.sql(f"DROP TABLE IF EXISTS {table}")

@@ -55,10 +55,12 @@ def _progress_to(stream, level: int):
         logger.removeHandler(handler)
 
 
-def run_pipeline(settings: Settings, quiet: bool = False) -> dg.ExecuteInProcessResult:
+def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False) -> dg.ExecuteInProcessResult:
     """Check the settings, then run the main job in-process on them. Returns the Dagster result.
 
-    Raises ConfigError for bad settings (before anything runs or is recorded)."""
+    `full_refresh` rebuilds staging from the landing files instead of reusing the cached parse
+    and validation of unchanged files. Raises ConfigError for bad settings (before anything
+    runs or is recorded)."""
     from pipelines.definitions import defs as load_defs
     from pipelines.defs.resources import resources_for
 
@@ -70,7 +72,8 @@ def run_pipeline(settings: Settings, quiet: bool = False) -> dg.ExecuteInProcess
             instance=instance,
             raise_on_error=False,
             resources=resources_for(settings),
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                        "ops": {"landing_files": {"config": {"full_refresh": full_refresh}}}},
             tags={"closeconv/launched_by": "closeconv run", "closeconv/landing": str(Path(settings.landing_dir))},
         )
 

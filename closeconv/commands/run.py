@@ -13,10 +13,10 @@ from closeconv.warehouse import PipelineBusyError
 
 
 # The job runner imports Dagster: loaded on use, so `closeconv --help` stays quick.
-def run_pipeline(settings: Settings, quiet: bool = False):
+def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False):
     from pipelines.runner import run_pipeline as run
 
-    return run(settings, quiet=quiet)
+    return run(settings, quiet=quiet, full_refresh=full_refresh)
 
 
 def failure_message(result) -> str:
@@ -87,8 +87,10 @@ class ConfigurationFailed(click.ClickException):
 @settings_options
 @click.option("--allow-shrink", "allow_shrink", is_flag=True, default=None,
               help="Publish even if the new warehouse has fewer events than the published one. [env CLOSECONV_ALLOW_SHRINK]")
+@click.option("--full-refresh", "full_refresh", is_flag=True,
+              help="Rebuild from scratch: parse and validate every landing file again instead of reusing staging's per-file cache.")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
-def command(quiet: bool, **flags) -> None:
+def command(quiet: bool, full_refresh: bool, **flags) -> None:
     """Build the warehouse: ingest the landing folder, replay workflows, compute metrics, publish.
 
     Runs the Dagster asset graph in-process, recorded in the Dagster instance (DAGSTER_HOME, or
@@ -102,7 +104,7 @@ def command(quiet: bool, **flags) -> None:
         settings = resolve_settings(flags)
         settings.check()
         click.echo(f"closeconv run: {settings.landing_dir} → {settings.warehouse_path}", err=True)
-        result = run_pipeline(settings, quiet=quiet)
+        result = run_pipeline(settings, quiet=quiet, full_refresh=full_refresh)
     except ConfigError as exc:
         raise ConfigurationFailed(str(exc)) from None
     except PipelineBusyError as exc:

@@ -11,7 +11,7 @@ import time
 import dagster as dg
 
 from closeconv.config import ConfigError
-from closeconv.ingest import stage_landing_files
+from closeconv.ingest import forget_staging_caches, stage_landing_files
 from closeconv.landing_archive import archive_processed_files
 from closeconv.pipeline import (
     build_conversation_tables,
@@ -32,6 +32,12 @@ from pipelines.defs.resources import (
 INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish"
 
 
+class StagingConfig(dg.Config):
+    """Run config of `landing_files`; `closeconv run --full-refresh` sets it (docs/operations.md)."""
+
+    full_refresh: bool = False  # forget every cached parse and validation: read every file again
+
+
 @dg.asset(
     group_name=INGEST,
     freshness_policy=FRESHNESS_POLICY,
@@ -40,6 +46,7 @@ INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish
 )
 def landing_files(
     context: dg.AssetExecutionContext,
+    config: StagingConfig,
     warehouse: WarehouseResource,
     landing: LandingResource,
     workflows: WorkflowsResource,
@@ -52,6 +59,8 @@ def landing_files(
     except ConfigError as exc:
         raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     with warehouse.staging() as con:
+        if config.full_refresh:
+            forget_staging_caches(con)
         stats = stage_landing_files(con, landing.folder(), landing.archive_folder())
     ignored = ""
     if stats.files_ignored:
