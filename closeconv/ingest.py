@@ -289,8 +289,9 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
             # The splitting fallback restarts at line 1 after the fast reader failed on a
             # later block: drop what the fast reader staged, or those lines would count twice.
             con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
-        # Lines are numbered before blank ones are dropped, so numbers stay true to the file.
-        lines = pa.array(range(first_line, first_line + len(column)), pa.int64())
+        # Lines are numbered before blank ones are dropped, so numbers stay true to the file
+        # (numpy: a Python range of a block's lines costs a second per million).
+        lines = pa.array(np.arange(first_line, first_line + len(column), dtype=np.int64))
         text, utf8_ok = _as_text(column)
         if utf8_ok is None:
             utf8_ok = pa.nulls(len(text), pa.bool_()).fill_null(True)
@@ -471,7 +472,7 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
     names = _unique_names(parquet.schema_arrow.names)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-        rows = pa.array(range(first_row, first_row + batch.num_rows), pa.int64())
+        rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
         table = pa.Table.from_batches([batch]).append_column("__line", rows)
         _insert_rows_as_json(con, f.name, table, names)
         first_row += batch.num_rows
