@@ -37,6 +37,7 @@ def settings_options(fn):
             click.option("--reference", "reference_dir", type=click.Path(path_type=Path), help="Folder of users.csv, teams.csv, categories.csv. [env CLOSECONV_REFERENCE; default data/reference]"),
             click.option("--timezone", "timezone", help="Workspace timezone, IANA name (DST-correct days). [env CLOSECONV_TIMEZONE; default UTC]"),
             click.option("--auto-close-hours", "auto_close_hours", help="Derive respond.io's auto-close: close N hours after the last human message without a contact reply (for sources that send no closes; closes get source auto_close). [env CLOSECONV_AUTO_CLOSE_HOURS; default off]"),
+            click.option("--memory-limit", "memory_limit", help="Cap DuckDB's memory while building, e.g. 3GB; larger inputs spill to the staging folder instead of failing. [env CLOSECONV_MEMORY_LIMIT; default DuckDB's 80% of RAM]"),
         ]
     ):
         fn = option(fn)
