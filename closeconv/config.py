@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ ENV_NAMES: dict[str, str] = {
     "dagster_home": "DAGSTER_HOME",
     "auto_close_hours": "CLOSECONV_AUTO_CLOSE_HOURS",
     "archive_dir": "CLOSECONV_ARCHIVE",
+    "memory_limit": "CLOSECONV_MEMORY_LIMIT",
 }
 AUTO_CLOSE_ENV = ENV_NAMES["auto_close_hours"]
 FLAGS: dict[str, str] = {
@@ -45,6 +47,7 @@ FLAGS: dict[str, str] = {
     "allow_shrink": "--allow-shrink",
     "auto_close_hours": "--auto-close-hours",
     "archive_dir": "--archive",
+    "memory_limit": "--memory-limit",
 }
 
 
@@ -77,6 +80,9 @@ class Settings(BaseSettings):
     # The landing folder is an inbox: after a run, processed files move here (same relative
     # path); every run reads this folder too, so their events stay. None = files stay put.
     archive_dir: Path | None = Field(None, validation_alias="CLOSECONV_ARCHIVE")
+    # Cap on the staging DuckDB's memory (e.g. "3GB"); past it DuckDB spills to the staging
+    # folder instead of failing. None = DuckDB's default (80 % of RAM). Text, checked by check().
+    memory_limit: str | None = Field(None, validation_alias="CLOSECONV_MEMORY_LIMIT")
 
     # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -120,6 +126,7 @@ class Settings(BaseSettings):
         `inputs=False` skips reading the reference files and the workflow definitions."""
         check_timezone(self.timezone, self.origin("timezone"))
         self.auto_close()
+        self.memory_limit_bytes()
         if landing:
             self._check_landing()
         self._check_archive()
@@ -168,6 +175,13 @@ class Settings(BaseSettings):
                 "e.g. data/archive."
             )
 
+    def memory_limit_bytes(self) -> int | None:
+        """The memory cap in bytes (None: DuckDB's default); ConfigError naming the origin when bad."""
+        try:
+            return parse_memory_limit(self.memory_limit, self.origin("memory_limit"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     def _check_landing(self) -> None:
         where = self.origin("landing_dir")
         if self.landing_dir.exists() and not self.landing_dir.is_dir():
@@ -198,6 +212,33 @@ def parse_auto_close_hours(text: str | float | None, origin: str) -> float | Non
             f"Give e.g. 24 for --auto-close-hours / {AUTO_CLOSE_ENV}, or leave it unset to turn auto-close off."
         )
     return hours
+
+
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
+MIN_MEMORY_LIMIT = 64 * 10**6  # below this DuckDB cannot run the pipeline's queries at all
+
+
+def parse_memory_limit(text: str | None, origin: str) -> int | None:
+    """The memory cap as bytes (None: unset). Raises ValueError naming `origin` and the fix."""
+    if text is None or not text.strip():
+        return None
+    m = _SIZE.match(text)
+    unit = _SIZE_UNITS.get(m.group(2).lower()) if m else None
+    if m is None or unit is None:
+        raise ValueError(
+            f"memory limit {text!r} (from {origin}) is not a size. "
+            f"Give a number and a unit, e.g. 3GB, 500MB or 2GiB, for --memory-limit / {ENV_NAMES['memory_limit']}, "
+            "or leave it unset for DuckDB's default (80% of RAM)."
+        )
+    size = int(float(m.group(1)) * unit)
+    if size < MIN_MEMORY_LIMIT:
+        raise ValueError(
+            f"memory limit {text!r} (from {origin}) is below {MIN_MEMORY_LIMIT // 10**6}MB, too little for the pipeline. "
+            f"Give at least 64MB for --memory-limit / {ENV_NAMES['memory_limit']}, or leave it unset."
+        )
+    return size
 
 
 def duckdb_timezones() -> frozenset[str]:

@@ -131,12 +131,20 @@ def _set_aside(path: Path, why: str) -> None:
     log.warning(f"staging database {path} was {why}; moved it to {aside.name} and rebuilding it from the landing folder")
 
 
-def _open_staging(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open the staging database; a damaged or outdated one is set aside and rebuilt."""
+def _open_staging(path: Path, memory_limit_bytes: int | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the staging database; a damaged or outdated one is set aside and rebuilt.
+
+    With `memory_limit_bytes`, DuckDB's memory is capped and whatever does not fit spills to
+    a temp folder inside the (pipeline-private) staging folder, not to the system's /tmp."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path))
         con.sql("SET TimeZone = 'UTC'")
+        if memory_limit_bytes is not None:
+            spill = path.parent / f"{path.stem}.spill"
+            spill.mkdir(exist_ok=True)
+            con.sql(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
+            con.sql(f"SET temp_directory = '{_sql_path(spill)}'")
         con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         found = con.sql("SELECT value FROM staging_meta WHERE key = 'staging_schema'").fetchall()
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name <> 'staging_meta'").fetchall()[0][0]
@@ -147,14 +155,14 @@ def _open_staging(path: Path) -> duckdb.DuckDBPyConnection:
                 "close that process (it is pipeline-private), then run again"
             ) from None
         _set_aside(path, "damaged")
-        return _open_staging(path)
+        return _open_staging(path, memory_limit_bytes)
     version = found[0][0] if found else None
     if version is None and tables == 0:
         con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('staging_schema', ?)", params=[str(STAGING_SCHEMA_VERSION)])
     elif version != str(STAGING_SCHEMA_VERSION):
         con.close()
         _set_aside(path, f"outdated (staging schema {version or 1}, expected {STAGING_SCHEMA_VERSION})")
-        return _open_staging(path)
+        return _open_staging(path, memory_limit_bytes)
     return con
 
 
@@ -162,7 +170,7 @@ def _open_staging(path: Path) -> duckdb.DuckDBPyConnection:
 def staging_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The pipeline-private staging database, under the pipeline lock."""
     with pipeline_lock(settings):
-        con = _open_staging(settings.staging_path)
+        con = _open_staging(settings.staging_path, settings.memory_limit_bytes())
         try:
             yield con
         finally:

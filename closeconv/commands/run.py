@@ -38,6 +38,7 @@ def settings_options(fn):
             click.option("--timezone", "timezone", help="Workspace timezone, IANA name (DST-correct days). [env CLOSECONV_TIMEZONE; default UTC]"),
             click.option("--archive", "archive_dir", type=click.Path(path_type=Path), help="Archive folder: after a run, processed landing files move here; runs read it too, so their events stay. [env CLOSECONV_ARCHIVE; default off]"),
             click.option("--auto-close-hours", "auto_close_hours", help="Derive respond.io's auto-close: close N hours after the last human message without a contact reply (for sources that send no closes; closes get source auto_close). [env CLOSECONV_AUTO_CLOSE_HOURS; default off]"),
+            click.option("--memory-limit", "memory_limit", help="Cap DuckDB's memory while building, e.g. 3GB; larger inputs spill to the staging folder instead of failing. [env CLOSECONV_MEMORY_LIMIT; default DuckDB's 80% of RAM]"),
         ]
     ):
         fn = option(fn)

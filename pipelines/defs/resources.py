@@ -28,13 +28,14 @@ class WarehouseResource(dg.ConfigurableResource):
     timezone: str = "UTC"
     allow_shrink: bool = False
     auto_close_hours: str = ""  # "" = off; checked by Settings.check() before any work
+    memory_limit: str = ""  # "" = DuckDB's default; checked by Settings.check() before any work
 
     def auto_close(self) -> float | None:
         return self.settings().auto_close()
 
     def settings(self) -> Settings:
         return Settings(warehouse_path=Path(self.path), timezone=self.timezone, allow_shrink=self.allow_shrink,
-                        auto_close_hours=self.auto_close_hours or None)
+                        auto_close_hours=self.auto_close_hours or None, memory_limit=self.memory_limit or None)
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["WarehouseResource"]:
@@ -90,7 +91,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(
             path=str(settings.warehouse_path), timezone=settings.timezone, allow_shrink=settings.allow_shrink,
-            auto_close_hours=settings.auto_close_hours or "",
+            auto_close_hours=settings.auto_close_hours or "", memory_limit=settings.memory_limit or "",
         ),
         "landing": LandingResource(path=str(settings.landing_dir),
                                    archive_path=str(settings.archive_dir) if settings.archive_dir else ""),
@@ -107,6 +108,7 @@ def settings_of(
         landing_dir=Path(landing.path), warehouse_path=Path(warehouse.path), workflows_dir=Path(workflows.path),
         reference_dir=Path(reference.path), timezone=warehouse.timezone, allow_shrink=warehouse.allow_shrink,
         auto_close_hours=warehouse.auto_close_hours or None, archive_dir=landing.archive_folder(),
+        memory_limit=warehouse.memory_limit or None,
     )
     # Named in messages as the resource they came from. An absent workflows or reference
     # folder means "none" here, as for a default: whether it was named on purpose is known
@@ -115,6 +117,7 @@ def settings_of(
         "landing_dir": "resource landing.path", "warehouse_path": "resource warehouse.path",
         "timezone": "resource warehouse.timezone", "allow_shrink": "resource warehouse.allow_shrink",
         "auto_close_hours": "resource warehouse.auto_close_hours", "archive_dir": "resource landing.archive_path",
+        "memory_limit": "resource warehouse.memory_limit",
     }
     return settings
 

@@ -1,0 +1,93 @@
+"""The memory cap (issue 8): `--memory-limit` / CLOSECONV_MEMORY_LIMIT caps the staging DuckDB,
+which then spills into the staging folder; a bad value is a configuration error before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from closeconv.cli import main
+from closeconv.config import resolve_settings
+from closeconv.warehouse import _open_staging
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("events", "conversations", "workflow_runs", "workflow_actions", "assignments", "rejected_events")
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_settings(monkeypatch):
+    for name in list(__import__("os").environ):
+        if name.startswith("CLOSECONV_") or name == "DAGSTER_HOME":
+            monkeypatch.delenv(name)
+
+
+def _empty(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _run(landing: Path, warehouse: Path, *extra: str, env: dict[str, str] | None = None):
+    return CliRunner(env=env).invoke(
+        main, ["run", "--quiet", "--landing", str(landing), "--warehouse", str(warehouse),
+               "--workflows", str(ROOT / "workflows"), "--reference", str(_empty(landing.parent / "reference")), *extra],
+    )
+
+
+def _table_hashes(warehouse: Path) -> dict[str, tuple]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        # ingested_at is the run's clock, not data: left out.
+        return {t: con.sql(f"SELECT count(*), sum(hash(COLUMNS(* EXCLUDE (ingested_at)))::HUGEINT) FROM {t} t" if t == "rejected_events"
+                           else f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} t").fetchall()[0] for t in TABLES}
+    finally:
+        con.close()
+
+
+def test_small_memory_limit_gives_the_same_tables(tmp_path):
+    landing = tmp_path / "landing"
+    gen = CliRunner().invoke(main, ["generate", "-n", "8000", "--out", str(landing)])
+    assert gen.exit_code == 0, gen.output
+    free = _run(landing, tmp_path / "free" / "wh.duckdb")
+    assert free.exit_code == 0, free.output
+    capped = _run(landing, tmp_path / "capped" / "wh.duckdb", env={"CLOSECONV_MEMORY_LIMIT": "300MB"})
+    assert capped.exit_code == 0, capped.output
+    free_tables = _table_hashes(tmp_path / "free" / "wh.duckdb")
+    assert free_tables["events"][0] > 80_000
+    assert _table_hashes(tmp_path / "capped" / "wh.duckdb") == free_tables
+    # The spill folder lives inside the pipeline-private staging folder, not in /tmp.
+    assert (tmp_path / "capped" / ".closeconv" / "wh.staging.spill").is_dir()
+    assert not (tmp_path / "free" / ".closeconv" / "wh.staging.spill").exists()
+
+
+def test_staging_connection_applies_the_limit_and_spills_in_the_staging_folder(tmp_path):
+    settings = resolve_settings({"warehouse_path": tmp_path / "wh.duckdb", "memory_limit": "100MB"}, env_file=None)
+    con = _open_staging(settings.staging_path, settings.memory_limit_bytes())
+    try:
+        limit, temp = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+        assert limit == "95.3 MiB"
+        assert Path(temp) == settings.state_dir / "wh.staging.spill"
+        # A sort bigger than the cap completes by spilling to that folder.
+        con.sql("SET threads = 1; SET preserve_insertion_order = false")
+        con.sql("CREATE TEMP TABLE big AS SELECT i, md5(i::VARCHAR) || md5((i + 1)::VARCHAR) AS s FROM range(3000000) r(i)")
+        top = con.sql("SELECT s FROM big ORDER BY s LIMIT 1").fetchall()
+        assert len(top) == 1
+        spilled = con.sql("SELECT max(size) FROM duckdb_temporary_files()").fetchall()[0][0]
+        assert spilled is not None and spilled > 0, "nothing was spilled: raise the data size"
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("value, expected", [("lots", "is not a size"), ("3 parsecs", "is not a size"), ("1MB", "is below 64MB")])
+def test_bad_memory_limit_exits_2_before_any_work(tmp_path, value, expected):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    result = _run(landing, tmp_path / "wh" / "wh.duckdb", "--memory-limit", value)
+    assert result.exit_code == 2, result.output
+    assert f"memory limit {value!r} (from --memory-limit) {expected}" in result.output
+    assert "--memory-limit / CLOSECONV_MEMORY_LIMIT" in result.output
+    assert not (tmp_path / "wh").exists()
+    env = _run(landing, tmp_path / "wh" / "wh.duckdb", env={"CLOSECONV_MEMORY_LIMIT": value})
+    assert env.exit_code == 2 and "(from CLOSECONV_MEMORY_LIMIT)" in env.output
