@@ -26,6 +26,8 @@ ROWS = [
     "asset warehouse (s)",
     "incremental run, +1% events (s)",
     "incremental / full run",
+    "publish, full run (s)",
+    "publish, incremental run (s)",
     "replay, unassign template (closes/s)",
 ]
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?(x|%)?$")
