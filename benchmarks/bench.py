@@ -12,7 +12,8 @@ For each format it generates the data (`closeconv generate --format ...`), then 
 - events per second of the run, and the peak RSS of the whole process tree (polled from /proc);
 - per-asset times, parsed from the run's progress lines (`  events: ... [3.2s]`);
 - an incremental run after adding 1% new events, as a share of the full run;
-- replay throughput of the shipped unassign template (close events/s; as bench_replay.py).
+- replay throughput of the shipped unassign template (close events/s; as bench_replay.py);
+- every dashboard page query (as bench_dashboard.py) on the full run's warehouse: slowest median and p95.
 
 Figures are ratios against baselines taken on the same machine in the same run; this is a
 measurement, never a test (no time is asserted anywhere). See docs/performance.md.
@@ -185,7 +186,30 @@ def replay_closes_per_second(closes: int) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def measure_format(root: Path, fmt: str, conversations: int) -> dict[str, str]:
+def dashboard_figures(warehouse: Path, repeat: int) -> dict[str, str]:
+    """Every dashboard page query (bench_dashboard.py's set, through the app's `Warehouse`) on the
+    full run's warehouse: the slowest median and p95, and how many meet issue 6's target."""
+    sys.path.insert(0, str(HERE))
+    from bench_dashboard import TARGET_MEDIAN_MS, TARGET_P95_MS, measure_page_queries
+
+    from closeconv.reports.access import Warehouse
+
+    wh = Warehouse(warehouse)
+    closed = wh.scalar("SELECT count(*) FROM conversations WHERE status = 'closed'")
+    pages = measure_page_queries(wh, repeat)[1:]  # the first is the count(*) baseline
+    slowest_median = max(pages, key=lambda r: r.median_ms)
+    slowest_p95 = max(pages, key=lambda r: r.p95_ms)
+    return {
+        "dashboard: closed conversations": f"{closed:,}",
+        "dashboard: slowest query median (ms)": f"{slowest_median.median_ms:.1f}",
+        "dashboard: slowest query p95 (ms)": f"{slowest_p95.p95_ms:.1f}",
+        "dashboard: queries within target": (f"{sum(r.meets_target for r in pages)}/{len(pages)}"
+                                             f" (median<={TARGET_MEDIAN_MS:.0f}, p95<={TARGET_P95_MS:.0f} ms)"),
+        "dashboard: slowest query (by median)": slowest_median.name,
+    }
+
+
+def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: int = 10) -> dict[str, str]:
     work = root / fmt
     landing, reference = work / "landing", work / "reference"
     landing.mkdir(parents=True)
@@ -197,6 +221,7 @@ def measure_format(root: Path, fmt: str, conversations: int) -> dict[str, str]:
     generate(extra, work / "reference-extra", fmt, max(1, conversations // 100), seed=4242)
     for i, path in enumerate(sorted(p for p in extra.rglob("*") if p.is_file())):
         shutil.move(path, landing / f"incremental-{i}-{path.name}")
+    dashboard = dashboard_figures(work / "warehouse.duckdb", repeat=dashboard_repeat)
     incremental = closeconv_run(work, landing, reference)
     row = {
         "events read": f"{full.records_read:,}",
@@ -214,6 +239,7 @@ def measure_format(root: Path, fmt: str, conversations: int) -> dict[str, str]:
     for label, run in (("full", full), ("incremental", incremental)):
         seconds = run.assets.get("warehouse")
         row[f"publish, {label} run (s)"] = f"{seconds:.2f}" if seconds is not None else "not reported"
+    row.update(dashboard)
     return row
 
 
@@ -235,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=[*FORMATS, "all"], default="jsonl")
     parser.add_argument("--replay-closes", type=parse_size, default=None,
                         help="closes for the replay figure (default: the number of conversations)")
+    parser.add_argument("--dashboard-repeat", type=int, default=10,
+                        help="timed runs of each dashboard page query (after one warm-up)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     args = parser.parse_args(argv)
     conversations = args.conversations or round((args.events or 1_000_000) / EVENTS_PER_CONVERSATION)
@@ -246,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         columns = {}
         for fmt in formats:
             print(f"bench: {fmt}, {conversations:,} conversations …", file=sys.stderr, flush=True)
-            columns[fmt] = measure_format(root, fmt, conversations)
+            columns[fmt] = measure_format(root, fmt, conversations, args.dashboard_repeat)
         closes_per_s = replay_closes_per_second(args.replay_closes or conversations)
         for column in columns.values():
             column["replay, unassign template (closes/s)"] = f"{closes_per_s:,.0f}"

@@ -28,8 +28,15 @@ ROWS = [
     "incremental / full run",
     "publish, full run (s)",
     "publish, incremental run (s)",
+    "dashboard: closed conversations",
+    "dashboard: slowest query median (ms)",
+    "dashboard: slowest query p95 (ms)",
+    "dashboard: queries within target",
+    "dashboard: slowest query (by median)",
     "replay, unassign template (closes/s)",
 ]
+# Rows that are not a single number.
+WORDS = {"dashboard: queries within target", "dashboard: slowest query (by median)"}
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?(x|%)?$")
 
 
@@ -48,6 +55,10 @@ def test_benchmark_prints_every_row_at_a_tiny_size(tmp_path):
         values[name.strip()] = value.strip()
     assert list(values) == ROWS
     for name, value in values.items():
-        assert NUMBER.match(value), (name, value)
+        assert name in WORDS or NUMBER.match(value), (name, value)
+    within, of = re.match(r"^(\d+)/(\d+) \(median<=100, p95<=250 ms\)$", values["dashboard: queries within target"]).groups()
+    assert int(of) == 27 and 0 <= int(within) <= 27
+    assert values["dashboard: slowest query (by median)"].split(":")[0] in {"list", "drill-down", "reports", "users", "workflows", "health"}
+    assert int(values["dashboard: closed conversations"].replace(",", "")) > 0
     assert int(values["events read"].replace(",", "")) > 500
     assert int(values["peak RSS, process tree (MiB)"].replace(",", "")) > 50  # Python + Dagster at least
