@@ -18,24 +18,29 @@ from closeconv.warehouse import pipeline_lock
 from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
 
 # The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):
-# one closeconv run at a time; more are queued, never run side by side.
+# one closeconv run at a time; more are queued, never run side by side. No usage statistics:
+# Dagster's telemetry writes a log line per run event, and nothing here needs it.
+WRITTEN_BY = "# Written by closeconv."
 INSTANCE_YAML = f"""\
-# Written by closeconv. Dagster instance for closeconv runs (docs/operations.md).
+{WRITTEN_BY} Dagster instance for closeconv runs (docs/operations.md).
 concurrency:
   runs:
     max_concurrent_runs: 1
     tag_concurrency_limits:
       - key: "{PIPELINE_TAG}"
         limit: 1
+telemetry:
+  enabled: false
 """
 
 
 def closeconv_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance in `settings.instance_dir` (created with INSTANCE_YAML if new)."""
+    """The persistent instance in `settings.instance_dir`, with INSTANCE_YAML as its dagster.yaml
+    when new or written by an earlier closeconv (a dagster.yaml of someone else's is kept)."""
     home = settings.instance_dir
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or (config.read_text().startswith(WRITTEN_BY) and config.read_text() != INSTANCE_YAML):
         config.write_text(INSTANCE_YAML)
     return dg.DagsterInstance.from_config(str(home))
 
