@@ -38,7 +38,16 @@ def find_uv() -> str:
 
 
 def sync(uv: str) -> None:
+    # uv writes .pyc files for the installed packages ([tool.uv] compile-bytecode); the project
+    # is installed editable, so its own packages are compiled here. Both matter where
+    # PYTHONDONTWRITEBYTECODE=1: Python then reads .pyc files but never writes them, and a
+    # module without one is compiled from source on every start.
+    import tomllib  # Python 3.11+, checked in main()
+
     subprocess.run([uv, "sync", "--locked", "--python", sys.executable], cwd=ROOT, check=True)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        packages = tomllib.load(f)["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "compileall", "-q", *packages], cwd=ROOT, check=True)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

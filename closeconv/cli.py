@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from closeconv import __version__
 
+# Each subcommand lives in closeconv.commands.<name>, which exposes `command` (a click command
+# or group). A module is imported only when its command runs (or for `--help`): `closeconv run`
+# need not import the dashboard's or the generator's dependencies at every start.
+COMMANDS = ("dashboard", "demo", "generate", "intake", "run", "workflows")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        command = importlib.import_module(f"closeconv.commands.{cmd_name}").command
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="closeconv")
 def main() -> None:
     """closeconv: analytics for support teams that close conversations.
@@ -21,20 +42,3 @@ def main() -> None:
     Settings can also come from the environment: CLOSECONV_LANDING, CLOSECONV_WAREHOUSE,
     CLOSECONV_WORKFLOWS, CLOSECONV_REFERENCE, CLOSECONV_TIMEZONE.
     """
-
-
-def _register() -> None:
-    # Subcommands live in closeconv.commands.*; each module exposes `command` (a click command or group).
-    import importlib
-    import pkgutil
-
-    import closeconv.commands as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
-        command = getattr(module, "command", None)
-        if command is not None:
-            main.add_command(command)
-
-
-_register()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,26 +17,32 @@ import dagster as dg
 from closeconv.config import Settings
 from closeconv.warehouse import pipeline_lock
 from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
+from pipelines.dagster_fsync import fewer_fsyncs
 
 # The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):
-# one closeconv run at a time; more are queued, never run side by side.
+# one closeconv run at a time; more are queued, never run side by side. No usage statistics:
+# Dagster's telemetry writes a log line per run event, and nothing here needs it.
+WRITTEN_BY = "# Written by closeconv."
 INSTANCE_YAML = f"""\
-# Written by closeconv. Dagster instance for closeconv runs (docs/operations.md).
+{WRITTEN_BY} Dagster instance for closeconv runs (docs/operations.md).
 concurrency:
   runs:
     max_concurrent_runs: 1
     tag_concurrency_limits:
       - key: "{PIPELINE_TAG}"
         limit: 1
+telemetry:
+  enabled: false
 """
 
 
 def closeconv_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance in `settings.instance_dir` (created with INSTANCE_YAML if new)."""
+    """The persistent instance in `settings.instance_dir`, with INSTANCE_YAML as its dagster.yaml
+    when new or written by an earlier closeconv (a dagster.yaml of someone else's is kept)."""
     home = settings.instance_dir
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or (config.read_text().startswith(WRITTEN_BY) and config.read_text() != INSTANCE_YAML):
         config.write_text(INSTANCE_YAML)
     return dg.DagsterInstance.from_config(str(home))
 
@@ -65,10 +72,13 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
     from pipelines.defs.resources import resources_for
 
     settings.check()
+    run_id = str(uuid.uuid4())
     # --quiet drops the step lines, never a warning (a rebuilt cache, waiting for another run).
-    with _progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings), closeconv_instance(settings) as instance:
+    with (_progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings),
+          closeconv_instance(settings) as instance, fewer_fsyncs(run_id)):
         job = load_defs().resolve_job_def(CLOSECONV_JOB)
         return job.execute_in_process(
+            run_id=run_id,
             instance=instance,
             raise_on_error=False,
             resources=resources_for(settings),

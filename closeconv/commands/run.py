@@ -103,8 +103,8 @@ def command(quiet: bool, full_refresh: bool, **flags) -> None:
     started = time.perf_counter()
     try:
         settings = resolve_settings(flags)
-        settings.check()
         click.echo(f"closeconv run: {settings.landing_dir} → {settings.warehouse_path}", err=True)
+        # run_pipeline checks the settings first (ConfigError), before anything runs or is recorded.
         result = run_pipeline(settings, quiet=quiet, full_refresh=full_refresh)
     except ConfigError as exc:
         raise ConfigurationFailed(str(exc)) from None

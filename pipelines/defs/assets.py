@@ -20,6 +20,7 @@ from closeconv.pipeline import (
 )
 from closeconv.progress import report
 from closeconv.warehouse import ShrinkRefused, publish
+from pipelines.defs.checks import require_every_check_declared, run_checks, specs_for
 from pipelines.defs.policies import FRESHNESS_POLICY
 from pipelines.defs.resources import (
     LandingResource,
@@ -30,6 +31,12 @@ from pipelines.defs.resources import (
 )
 
 INGEST, WORKFLOWS, METRICS, PUBLISH = "ingest", "workflows", "metrics", "publish"
+
+# The tables each building step writes; each step runs the blocking checks of its tables.
+EVENT_TABLES = ("events", "rejected_events")
+WORKFLOW_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
+USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min", "user_closes")
+CONVERSATION_TABLES = ("conversations", "daily_conversation_metrics", *USER_ACTIVITY_TABLES)
 
 
 class StagingConfig(dg.Config):
@@ -93,20 +100,22 @@ def landing_files(
                      freshness_policy=FRESHNESS_POLICY,
                      description="Quarantined records with file, line, raw record and reason."),
     ],
+    check_specs=specs_for(EVENT_TABLES),
 )
 def events_and_rejections(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.perf_counter()
     with warehouse.staging() as con:
         counts = build_events(con, auto_close_hours=warehouse.auto_close())
-    reasons = ", ".join(f"{k} {v:,}" for k, v in counts.rejected_by_reason.items()) or "none"
-    report(
-        context,
-        f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
-        f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons}), "
-        f"{sum(counts.conversation_id_conflicts.values()):,} conversation id conflicts"
-        + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else ""),
-        started,
-    )
+        reasons = ", ".join(f"{k} {v:,}" for k, v in counts.rejected_by_reason.items()) or "none"
+        report(
+            context,
+            f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
+            f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons}), "
+            f"{sum(counts.conversation_id_conflicts.values()):,} conversation id conflicts"
+            + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else ""),
+            started,
+        )
+        checked = run_checks(con, EVENT_TABLES)
     yield dg.MaterializeResult(
         asset_key="events",
         metadata={
@@ -125,10 +134,7 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
             "dagster/row_count": counts.rejected,
         },
     )
-
-
-WORKFLOW_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
-USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min", "user_closes")
+    yield from checked
 
 
 @dg.multi_asset(
@@ -138,6 +144,7 @@ USER_ACTIVITY_TABLES = ("conversation_assignees", "user_messages_15min", "user_c
         for name in WORKFLOW_TABLES
     ],
     description="Replay workflows/*.yaml over the events: runs, actions, the merged assignment timeline, drift.",
+    check_specs=specs_for(WORKFLOW_TABLES),
 )
 def replay_workflows(
     context: dg.AssetExecutionContext,
@@ -148,14 +155,16 @@ def replay_workflows(
     started = time.perf_counter()
     with warehouse.staging() as con:
         counts = build_workflow_tables(con, workflows.folder(), reference.folder())
-    report(
-        context,
-        f"workflows: {counts['workflows']} enabled, {counts['workflow_runs']:,} runs, "
-        f"{counts['workflow_actions']:,} actions, {counts['drifted_contacts']:,} drifted contacts",
-        started,
-    )
+        report(
+            context,
+            f"workflows: {counts['workflows']} enabled, {counts['workflow_runs']:,} runs, "
+            f"{counts['workflow_actions']:,} actions, {counts['drifted_contacts']:,} drifted contacts",
+            started,
+        )
+        checked = run_checks(con, WORKFLOW_TABLES)
     for name in WORKFLOW_TABLES:
         yield dg.MaterializeResult(asset_key=name, metadata={"dagster/row_count": counts[name]})
+    yield from checked
 
 
 @dg.multi_asset(
@@ -176,6 +185,7 @@ def replay_workflows(
                      freshness_policy=FRESHNESS_POLICY,
                      description="Each close by a user, with that user's previous close of the same contact."),
     ],
+    check_specs=specs_for(CONVERSATION_TABLES),
 )
 def conversation_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource, reference: ReferenceDataResource):
     started = time.perf_counter()
@@ -183,12 +193,13 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
         by_status = build_conversation_tables(con, warehouse.timezone, reference.folder())
         days = con.sql("SELECT count(DISTINCT day) FROM daily_conversation_metrics").fetchall()[0][0]
         user_activity = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in USER_ACTIVITY_TABLES}
-    report(
-        context,
-        f"conversations: {by_status.get('closed', 0):,} closed, {by_status.get('open', 0):,} open; "
-        f"daily metrics over {days} days ({warehouse.timezone})",
-        started,
-    )
+        report(
+            context,
+            f"conversations: {by_status.get('closed', 0):,} closed, {by_status.get('open', 0):,} open; "
+            f"daily metrics over {days} days ({warehouse.timezone})",
+            started,
+        )
+        checked = run_checks(con, CONVERSATION_TABLES)
     yield dg.MaterializeResult(
         asset_key="conversations",
         metadata={"closed": by_status.get("closed", 0), "open": by_status.get("open", 0),
@@ -197,6 +208,7 @@ def conversation_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse
     yield dg.MaterializeResult(asset_key="daily_conversation_metrics", metadata={"days": days})
     for name, rows in user_activity.items():
         yield dg.MaterializeResult(asset_key=name, metadata={"dagster/row_count": rows})
+    yield from checked
 
 
 @dg.asset(
@@ -222,3 +234,6 @@ def warehouse_file(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     report(context, f"warehouse: published {warehouse.path}{moved}", started)
     return dg.MaterializeResult(metadata={"path": warehouse.path, "files_archived": len(archived),
                                           **{f"rows.{k}": v for k, v in counts.items()}})
+
+
+require_every_check_declared([events_and_rejections, replay_workflows, conversation_metrics])
