@@ -47,7 +47,9 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
     con.sql(
         f"""
         CREATE OR REPLACE TABLE conversations AS
-        WITH conv_events AS NOT MATERIALIZED (  -- a view: materialized, it is a full-width copy
+        -- Read three times: materialized (DuckDB's default then), it is a full-width copy of
+        -- every conversation event; inlined, each reader scans only the columns it needs.
+        WITH conv_events AS NOT MATERIALIZED (
             SELECT * FROM events WHERE conversation_id IS NOT NULL
         ),
         base AS (
@@ -80,49 +82,33 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             SELECT *, CASE WHEN opened_by_source = 'contact' THEN opened_at ELSE first_incoming_at END AS frt_start_at
             FROM opened
         ),
-        -- One window pass over the messages numbers the runs and marks what follows a contact
-        -- message; the first response and the response times are aggregates of it. A
-        -- conversation is keyed by its open_order there: windows and groups on an integer are
-        -- several times cheaper than on the text conversation_id.
-        msgs AS (
-            SELECT b.open_order AS conv_key, e.event_order, e.occurred_at, e.event_type, e.user_id,
-                (e.event_type = 'message.sent' AND e.source = 'user') AS is_human_reply,
-                coalesce(sum((e.event_type = 'message.sent' AND e.source = 'user')::INT) OVER before, 0) AS replies_before,
-                coalesce(sum((e.event_type = 'message.received')::INT) OVER before, 0) AS incoming_before
-            FROM conv_events e JOIN base b USING (conversation_id)
-            WHERE e.event_type IN ('message.received', 'message.sent')
-            WINDOW before AS (PARTITION BY b.open_order ORDER BY e.event_order
-                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-        ),
-        -- Run k = incoming messages after the k-th human reply; the (k+1)-th reply answers it.
-        -- A first response is a human reply at or after the FRT start: any reply when the contact
-        -- opened the conversation, else one after the first contact message (same time: a reply
-        -- sorts after a received message). arg_min skips null user ids, hence the *_user_order.
-        response_times AS (
-            SELECT conv_key, replies_before,
-                epoch(min(occurred_at) FILTER (WHERE is_human_reply))
-                  - epoch(min(occurred_at) FILTER (WHERE event_type = 'message.received')) AS response_time_s,
-                min(occurred_at) FILTER (WHERE is_human_reply) AS reply_at,
-                arg_min(user_id, event_order) FILTER (WHERE is_human_reply) AS reply_user_id,
-                min(event_order) FILTER (WHERE is_human_reply AND user_id IS NOT NULL) AS reply_user_order,
-                min(occurred_at) FILTER (WHERE is_human_reply AND incoming_before > 0) AS answer_at,
-                arg_min(user_id, event_order) FILTER (WHERE is_human_reply AND incoming_before > 0) AS answer_user_id,
-                min(event_order) FILTER (WHERE is_human_reply AND incoming_before > 0 AND user_id IS NOT NULL) AS answer_user_order
-            FROM msgs GROUP BY conv_key, replies_before
-        ),
-        responses AS (
-            SELECT conv_key, count(response_time_s) AS response_count,
-                avg(response_time_s) AS average_response_time_s,
-                min(reply_at) AS reply_at, arg_min(reply_user_id, reply_user_order) AS reply_user_id,
-                min(answer_at) AS answer_at, arg_min(answer_user_id, answer_user_order) AS answer_user_id
-            FROM response_times GROUP BY conv_key
-        ),
         first_response AS (
             SELECT f.conversation_id,
-                CASE WHEN f.opened_by_source = 'contact' THEN rs.reply_at ELSE rs.answer_at END AS first_response_at,
-                CASE WHEN f.opened_by_source = 'contact' THEN rs.reply_user_id ELSE rs.answer_user_id END
-                    AS first_response_by_user_id
-            FROM frt_start f JOIN responses rs ON rs.conv_key = f.open_order
+                min(e.occurred_at) AS first_response_at,
+                arg_min(e.user_id, e.event_order) AS first_response_by_user_id
+            FROM frt_start f JOIN conv_events e USING (conversation_id)
+            WHERE e.event_type = 'message.sent' AND e.source = 'user' AND e.occurred_at >= f.frt_start_at
+            GROUP BY f.conversation_id
+        ),
+        msgs AS (
+            SELECT conversation_id, event_order, occurred_at, event_type,
+                (event_type = 'message.sent' AND source = 'user') AS is_human_reply,
+                coalesce(sum((event_type = 'message.sent' AND source = 'user')::INT) OVER (
+                    PARTITION BY conversation_id ORDER BY event_order
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS replies_before
+            FROM conv_events WHERE event_type IN ('message.received', 'message.sent')
+        ),
+        -- Run k = incoming messages after the k-th human reply; the (k+1)-th reply answers it.
+        response_times AS (
+            SELECT conversation_id, replies_before,
+                epoch(min(occurred_at) FILTER (WHERE is_human_reply))
+                  - epoch(min(occurred_at) FILTER (WHERE event_type = 'message.received')) AS response_time_s
+            FROM msgs GROUP BY conversation_id, replies_before
+        ),
+        responses AS (
+            SELECT conversation_id, count(response_time_s) AS response_count,
+                avg(response_time_s) AS average_response_time_s
+            FROM response_times GROUP BY conversation_id
         ),
         previous_close AS (
             SELECT conversation_id,
@@ -160,7 +146,7 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
             END AS platform_metrics_differ
         FROM frt_start f
         LEFT JOIN first_response r USING (conversation_id)
-        LEFT JOIN responses rs ON rs.conv_key = f.open_order
+        LEFT JOIN responses rs USING (conversation_id)
         LEFT JOIN previous_close p USING (conversation_id)
         LEFT JOIN ({CONVERSATION_ASSIGNEES_SQL}) ca USING (conversation_id)
         ORDER BY f.opened_at, f.conversation_id
