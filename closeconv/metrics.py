@@ -47,7 +47,9 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
     con.sql(
         f"""
         CREATE OR REPLACE TABLE conversations AS
-        WITH conv_events AS (
+        -- Read three times: materialized (DuckDB's default then), it is a full-width copy of
+        -- every conversation event; inlined, each reader scans only the columns it needs.
+        WITH conv_events AS NOT MATERIALIZED (
             SELECT * FROM events WHERE conversation_id IS NOT NULL
         ),
         base AS (

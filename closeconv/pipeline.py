@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, apply_auto_close
+from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
@@ -68,7 +68,7 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
         "SELECT conversation_id_conflict, count(*) FROM events WHERE conversation_id_conflict IS NOT NULL "
         "GROUP BY 1 ORDER BY 2 DESC, 1"
     ).fetchall())
-    for view in ("sessionized_events", "valid_events", "candidates", "validated"):
+    for view in ("sessionized_events", "valid_events", *AUTO_CLOSE_TEMP_VIEWS, "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
     for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
         con.sql(f"DROP TABLE IF EXISTS {table}")

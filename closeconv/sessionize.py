@@ -37,20 +37,24 @@ CONFLICT_SQL = f"""CASE
 EXPLICIT_OPEN_WINDOW_S = 60
 
 CONVERSATION_OPENERS_SQL = f"""
-WITH first_event AS (       -- the event that opened the conversation (explicitly or not)
-    SELECT * FROM events WHERE conversation_id IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
-),
-first_explicit AS (         -- its first conversation.opened, if any
-    SELECT * FROM events WHERE conversation_id IS NOT NULL AND event_type = 'conversation.opened'
-    QUALIFY row_number() OVER (PARTITION BY conversation_id ORDER BY event_order) = 1
+WITH firsts AS (            -- one aggregate, no window: a struct carries the whole first row
+    SELECT conversation_id,
+        -- the event that opened the conversation (explicitly or not)
+        arg_min({{'contact_id': contact_id, 'event_id': event_id, 'event_order': event_order,
+                  'event_type': event_type, 'occurred_at': occurred_at, 'channel_id': channel_id,
+                  'source': source, 'user_id': user_id, 'team_id': team_id}}, event_order) AS f,
+        -- its first conversation.opened, if any
+        arg_min({{'channel_id': channel_id, 'source': source, 'user_id': user_id, 'team_id': team_id,
+                  'occurred_at': occurred_at}}, event_order) FILTER (WHERE event_type = 'conversation.opened') AS x
+    FROM events WHERE conversation_id IS NOT NULL
+    GROUP BY conversation_id
 ),
 joined AS (
-    SELECT f.*, x.channel_id AS explicit_channel_id, x.source AS explicit_source, x.user_id AS explicit_user_id,
-        x.team_id AS explicit_team_id,
-        f.event_type = 'message.received' AND x.event_id IS NOT NULL
+    SELECT conversation_id, f.*, x.channel_id AS explicit_channel_id, x.source AS explicit_source,
+        x.user_id AS explicit_user_id, x.team_id AS explicit_team_id,
+        f.event_type = 'message.received' AND x IS NOT NULL
             AND x.occurred_at <= f.occurred_at + INTERVAL {EXPLICIT_OPEN_WINDOW_S} SECOND AS named_later
-    FROM first_event f LEFT JOIN first_explicit x USING (conversation_id)
+    FROM firsts
 )
 SELECT conversation_id, contact_id, event_id AS open_event_id, event_order AS open_order,
     event_type AS open_event_type, occurred_at AS opened_at, channel_id, explicit_channel_id,
