@@ -2,9 +2,10 @@
 
 DuckDB allows one writer per file, and any other process holding the file open (even
 read-only) makes a write connection fail. So the pipeline never writes the published file:
-it builds in a private staging database, then copies the public tables into a new file and
-swaps it in with an atomic rename. Readers that hold the old file open keep reading the old
-version; the next connection sees the new one. A run that fails or is killed before the
+it builds in a private staging database, then writes a new file (a copy of the published
+one with only the changed tables brought up to date) and swaps it in with an atomic rename.
+Readers that hold the old file open keep reading the old version; the next connection sees
+the new one. A run that fails or is killed before the
 rename leaves the previous warehouse untouched.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,7 +24,8 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from closeconv.config import Settings
-from closeconv.transactions import transaction  # noqa: F401  (re-exported for the pipeline steps)
+from closeconv.published_tables import DELTA, KEPT, REWRITTEN, bring_up_to_date, fingerprint
+from closeconv.transactions import transaction  # also re-exported for the pipeline steps
 from closeconv.workflows.drift import drift_contacts
 
 SCHEMA_VERSION = 2
@@ -58,6 +61,11 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("conversations_open", "BIGINT"), ("conversations_closed", "BIGINT"), ("workflow_runs", "BIGINT"),
     ("workflow_actions", "BIGINT"), ("workflow_drift", "BIGINT"), ("schema_version", "INTEGER"),
 )
+
+# Past this share of free blocks in the published file, the next publish writes a new file
+# instead of patching a copy: blocks of dropped tables are reused by later checkpoints but
+# never given back, and row groups thinned by deltas are only partly used.
+VACUUM_FREE_SHARE = 0.25
 
 # How long a second run waits for the one holding the pipeline before giving up.
 LOCK_TIMEOUT_S = 3600.0
@@ -220,6 +228,48 @@ def _shrink_reason(con: duckdb.DuckDBPyConnection, before: int, after: int) -> s
     )
 
 
+def _create_state_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.sql(
+        "CREATE TABLE IF NOT EXISTS published_tables (table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, "
+        "written VARCHAR, warehouse_run_id VARCHAR, warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT)"
+    )
+
+
+def _previous_state(con: duckdb.DuckDBPyConnection, target: Path) -> tuple[dict[str, str], str]:
+    """Fingerprints of the published file's tables as recorded when it was written, and why none
+    can be used ("" if they can).
+
+    They are recorded in staging (pipeline-private) with the published run id and the file's
+    size and mtime, so a file replaced or written by anyone else is never patched."""
+    _create_state_table(con)
+    recorded = con.sql("SELECT table_name, fingerprint, warehouse_run_id, warehouse_bytes, warehouse_mtime_ns FROM published_tables").fetchall()
+    if not recorded:
+        return {}, "no record of the published tables"
+    if Path(str(target) + ".wal").exists():
+        return {}, "a write-ahead log lies beside the published file"
+    stat = target.stat()
+    run_id = con.sql("SELECT max(run_id) FROM previous.closeconv_meta").fetchall()[0][0]
+    if {(r[2], r[3], r[4]) for r in recorded} != {(run_id, stat.st_size, stat.st_mtime_ns)}:
+        return {}, "the published file is not the one this staging database wrote"
+    total, free = con.sql(
+        "SELECT total_blocks, free_blocks FROM pragma_database_size() WHERE database_name = 'previous'"
+    ).fetchall()[0]
+    if free > VACUUM_FREE_SHARE * total:
+        return {}, f"{free / total:.0%} of the published file is free space (vacuum)"
+    return {r[0]: r[1] for r in recorded}, ""
+
+
+def _record_state(con: duckdb.DuckDBPyConnection, target: Path, run_id: str, prints: dict[str, str], how: dict[str, str]) -> None:
+    stat = target.stat()
+    _create_state_table(con)
+    with transaction(con):
+        con.sql("DELETE FROM published_tables")
+        con.executemany(
+            "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?)",
+            [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns] for t in prints],
+        )
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -227,12 +277,16 @@ def publish(
     *,
     allow_shrink: bool = False,
 ) -> dict[str, int]:
-    """Copy the public tables from staging (`con`) into a new file and swap it in atomically.
+    """Write the public tables from staging (`con`) into a new file and swap it in atomically.
 
+    The new file starts as a byte copy of the published one in which only the tables that
+    changed are brought up to date (closeconv/published_tables.py); without a usable published
+    file (first run, foreign or damaged file, too much free space) every table is copied.
     The run history (`pipeline_runs`) comes from the published file itself, so only runs that
     really published are in it, whatever happened to the staging database. Raises
     ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
-    published one and `allow_shrink` is not set."""
+    published one and `allow_shrink` is not set. How each table was written is recorded in
+    staging's `published_tables`."""
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.publish-*"):
@@ -244,9 +298,12 @@ def publish(
     conv = dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY status").fetchall())
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
     files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
+    staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
+    prints = {t: fingerprint(con, t) for t in counts}
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
+        recorded, why_full = {}, "no published warehouse"
         if has_previous:
             before = con.sql("SELECT count(*) FROM previous.events").fetchall()[0][0]
             if counts["events"] < before and not allow_shrink:
@@ -257,6 +314,7 @@ def publish(
             if old:
                 cols = ", ".join(c if c in old else f"NULL::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS)
                 history_select = f"SELECT {cols} FROM previous.pipeline_runs UNION ALL SELECT * FROM new_run"
+            recorded, why_full = _previous_state(con, target)
         values = {
             "run_id": run_id, "published_at": datetime.now(timezone.utc), "timezone": settings.timezone,
             "landing_files": landing[0], "files_unknown_type": files_unknown_type, "records_read": landing[1],
@@ -274,19 +332,33 @@ def publish(
             + ", ".join(f"?::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS),
             params=[values[c] for c, _ in PIPELINE_RUNS_COLUMNS],
         )
-        con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
-        for t in PUBLIC_TABLES:
-            source = f"({history_select}) ORDER BY published_at" if t == "pipeline_runs" else t
-            con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {source}")
+        con.sql(f"CREATE OR REPLACE TEMP TABLE new_history AS {history_select} ORDER BY published_at")
+        con.sql("DETACH DATABASE IF EXISTS previous")
+        if recorded:
+            # The published file is never written in place, so a byte copy of it is consistent
+            # even while analysts read it; the copy keeps its storage version (v1.5.0).
+            shutil.copyfile(target, tmp)
+            con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target")
+            how = {t: KEPT for t in prints}
+            how.update(bring_up_to_date(con, [t for t in prints if recorded.get(t) != prints[t]], staging_db))
+            con.sql("CREATE OR REPLACE TABLE publish_target.pipeline_runs AS SELECT * FROM new_history")
+        else:
+            log.info(f"publishing every table in full: {why_full}")
+            con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
+            for t in PUBLIC_TABLES:
+                con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {'new_history' if t == 'pipeline_runs' else t}")
+            how = {t: REWRITTEN for t in prints}
         con.sql(
-            "CREATE TABLE publish_target.closeconv_meta AS "
+            "CREATE OR REPLACE TABLE publish_target.closeconv_meta AS "
             "SELECT ? AS schema_version, ? AS run_id, ?::TIMESTAMPTZ AS published_at, ? AS timezone",
             params=[SCHEMA_VERSION, run_id, values["published_at"], settings.timezone],
         )
         con.sql("DETACH publish_target")
-        con.sql("DETACH DATABASE IF EXISTS previous")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        # Before the rename, with the new file's size and mtime (a rename keeps both): if the
+        # rename then fails, the record matches no published file and the next run copies all.
+        _record_state(con, tmp, run_id, prints, how)
         # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
@@ -302,6 +374,10 @@ def publish(
         raise
     finally:
         con.sql("DROP TABLE IF EXISTS new_run")
+        con.sql("DROP TABLE IF EXISTS new_history")
+    written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA)}
+    log.info(f"published: rewrote {', '.join(written[REWRITTEN]) or 'no table'}; "
+             f"delta into {', '.join(written[DELTA]) or 'no table'}; kept the other tables")
     return counts
 
 
