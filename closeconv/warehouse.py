@@ -24,7 +24,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from closeconv.config import Settings
-from closeconv.published_tables import DELTA, KEPT, REWRITTEN, bring_up_to_date, fingerprint
+from closeconv.published_tables import DELTA, KEPT, REWRITTEN, bring_up_to_date, stage_row_hashes
 from closeconv.transactions import transaction  # also re-exported for the pipeline steps
 from closeconv.workflows.drift import drift_contacts
 
@@ -233,6 +233,7 @@ def _create_state_table(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE TABLE IF NOT EXISTS published_tables (table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, "
         "written VARCHAR, warehouse_run_id VARCHAR, warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT)"
     )
+    con.sql("CREATE TABLE IF NOT EXISTS published_row_hashes (table_name VARCHAR, h UBIGINT)")
 
 
 def _previous_state(con: duckdb.DuckDBPyConnection, target: Path) -> tuple[dict[str, str], str]:
@@ -268,6 +269,12 @@ def _record_state(con: duckdb.DuckDBPyConnection, target: Path, run_id: str, pri
             "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?)",
             [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns] for t in prints],
         )
+        # Only the changed tables' hashes: the others' recorded ones are still theirs.
+        changed = [t for t in prints if how[t] != KEPT]
+        con.sql("DELETE FROM published_row_hashes WHERE NOT list_contains(?, table_name)", params=[list(prints)])
+        con.sql("DELETE FROM published_row_hashes WHERE list_contains(?, table_name)", params=[changed])
+        con.sql("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE list_contains(?, table_name)",
+                params=[changed])
 
 
 def publish(
@@ -299,7 +306,7 @@ def publish(
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
     files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
     staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
-    prints = {t: fingerprint(con, t) for t in counts}
+    prints = stage_row_hashes(con, list(counts))
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
@@ -375,9 +382,10 @@ def publish(
     finally:
         con.sql("DROP TABLE IF EXISTS new_run")
         con.sql("DROP TABLE IF EXISTS new_history")
-    written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA)}
+        con.sql("DROP TABLE IF EXISTS staged_row_hashes")
+    written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA, KEPT)}
     log.info(f"published: rewrote {', '.join(written[REWRITTEN]) or 'no table'}; "
-             f"delta into {', '.join(written[DELTA]) or 'no table'}; kept the other tables")
+             f"patched {', '.join(written[DELTA]) or 'no table'}; kept {', '.join(written[KEPT]) or 'no table'}")
     return counts
 
 
