@@ -71,24 +71,27 @@ def _delta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:
     ).fetchall()[0]
 
 
-def _apply_delta(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    con.sql(
-        f"DELETE FROM {TARGET}.{table} WHERE rowid IN ("
-        "  SELECT row_id FROM ("
-        "    SELECT o.row_id, row_number() OVER (PARTITION BY o.h ORDER BY o.row_id) AS k, c.new_n"
-        f"    FROM (SELECT rowid AS row_id, hash(old_row) AS h FROM {TARGET}.{table} AS old_row) AS o"
-        "    JOIN delta_changes AS c USING (h) WHERE c.old_n > c.new_n)"
-        "  WHERE k > new_n)"
-    )
-    con.sql(
-        f"INSERT INTO {TARGET}.{table} "
-        "SELECT * EXCLUDE (closeconv_delta_h, closeconv_delta_k, closeconv_delta_extra) FROM ("
-        "  SELECT r.*, c.new_n - c.old_n AS closeconv_delta_extra,"
-        "         row_number() OVER (PARTITION BY r.closeconv_delta_h) AS closeconv_delta_k"
-        f"  FROM (SELECT new_row.*, hash(new_row) AS closeconv_delta_h FROM {table} AS new_row) AS r"
-        "  JOIN delta_changes AS c ON c.h = r.closeconv_delta_h WHERE c.new_n > c.old_n)"
-        "WHERE closeconv_delta_k <= closeconv_delta_extra"
-    )
+def _apply_delta(con: duckdb.DuckDBPyConnection, table: str, deleted: int, inserted: int) -> None:
+    """Each statement reads the whole table it works on, so it runs only if it has rows to do."""
+    if deleted:
+        con.sql(
+            f"DELETE FROM {TARGET}.{table} WHERE rowid IN ("
+            "  SELECT row_id FROM ("
+            "    SELECT o.row_id, row_number() OVER (PARTITION BY o.h ORDER BY o.row_id) AS k, c.new_n"
+            f"    FROM (SELECT rowid AS row_id, hash(old_row) AS h FROM {TARGET}.{table} AS old_row) AS o"
+            "    JOIN delta_changes AS c USING (h) WHERE c.old_n > c.new_n)"
+            "  WHERE k > new_n)"
+        )
+    if inserted:
+        con.sql(
+            f"INSERT INTO {TARGET}.{table} "
+            "SELECT * EXCLUDE (closeconv_delta_h, closeconv_delta_k, closeconv_delta_extra) FROM ("
+            "  SELECT r.*, c.new_n - c.old_n AS closeconv_delta_extra,"
+            "         row_number() OVER (PARTITION BY r.closeconv_delta_h) AS closeconv_delta_k"
+            f"  FROM (SELECT new_row.*, hash(new_row) AS closeconv_delta_h FROM {table} AS new_row) AS r"
+            "  JOIN delta_changes AS c ON c.h = r.closeconv_delta_h WHERE c.new_n > c.old_n)"
+            "WHERE closeconv_delta_k <= closeconv_delta_extra"
+        )
 
 
 def bring_up_to_date(
@@ -109,7 +112,7 @@ def bring_up_to_date(
         deleted, inserted = _delta(con, table)
         rows = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         if deleted + inserted <= DELTA_MAX_SHARE * rows:
-            _apply_delta(con, table)
+            _apply_delta(con, table, deleted, inserted)
             how[table] = DELTA
         else:
             how[table] = REWRITTEN

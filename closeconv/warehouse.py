@@ -62,10 +62,11 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("workflow_actions", "BIGINT"), ("workflow_drift", "BIGINT"), ("schema_version", "INTEGER"),
 )
 
-# Past this share of free blocks in the published file, the next publish writes a new file
-# instead of patching a copy: blocks of dropped tables are reused by later checkpoints but
-# never given back, and row groups thinned by deltas are only partly used.
-VACUUM_FREE_SHARE = 0.25
+# Past this growth of bytes per row over the last file written whole, the next publish writes
+# a new file instead of patching a copy: blocks of dropped tables are reused by later
+# checkpoints but never given back, and rows deleted or appended by deltas leave row groups
+# partly used.
+VACUUM_WASTE_SHARE = 0.25
 
 # How long a second run waits for the one holding the pipeline before giving up.
 LOCK_TIMEOUT_S = 3600.0
@@ -228,46 +229,67 @@ def _shrink_reason(con: duckdb.DuckDBPyConnection, before: int, after: int) -> s
     )
 
 
-def _create_state_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.sql(
-        "CREATE TABLE IF NOT EXISTS published_tables (table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, "
-        "written VARCHAR, warehouse_run_id VARCHAR, warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT)"
-    )
+STATE_COLUMNS = (
+    "table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, written VARCHAR, warehouse_run_id VARCHAR, "
+    "warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT, compact_bytes BIGINT, compact_rows BIGINT"
+)
+
+
+def _create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The record of what was published, in staging; one of another shape is dropped (a cache:
+    the next publish then writes the file in full)."""
+    shape = con.sql(
+        "SELECT string_agg(column_name, ',' ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND table_name = 'published_tables'"
+    ).fetchall()[0][0]
+    if shape is not None and shape != ",".join(c.split()[0] for c in STATE_COLUMNS.split(", ")):
+        con.sql("DROP TABLE published_tables")
+        con.sql("DROP TABLE IF EXISTS published_row_hashes")
+    con.sql(f"CREATE TABLE IF NOT EXISTS published_tables ({STATE_COLUMNS})")
     con.sql("CREATE TABLE IF NOT EXISTS published_row_hashes (table_name VARCHAR, h UBIGINT)")
 
 
-def _previous_state(con: duckdb.DuckDBPyConnection, target: Path) -> tuple[dict[str, str], str]:
-    """Fingerprints of the published file's tables as recorded when it was written, and why none
-    can be used ("" if they can).
+def _previous_state(
+    con: duckdb.DuckDBPyConnection, target: Path, rows: int
+) -> tuple[dict[str, str], tuple[int, int] | None, str]:
+    """Fingerprints of the published file's tables as recorded when it was written, the size and
+    rows of the last file written whole, and why the file cannot be patched ("" if it can).
 
     They are recorded in staging (pipeline-private) with the published run id and the file's
     size and mtime, so a file replaced or written by anyone else is never patched."""
-    _create_state_table(con)
-    recorded = con.sql("SELECT table_name, fingerprint, warehouse_run_id, warehouse_bytes, warehouse_mtime_ns FROM published_tables").fetchall()
+    _create_state_tables(con)
+    recorded = con.sql(
+        "SELECT table_name, fingerprint, warehouse_run_id, warehouse_bytes, warehouse_mtime_ns, compact_bytes, "
+        "compact_rows FROM published_tables"
+    ).fetchall()
     if not recorded:
-        return {}, "no record of the published tables"
+        return {}, None, "no record of the published tables"
     if Path(str(target) + ".wal").exists():
-        return {}, "a write-ahead log lies beside the published file"
+        return {}, None, "a write-ahead log lies beside the published file"
     stat = target.stat()
     run_id = con.sql("SELECT max(run_id) FROM previous.closeconv_meta").fetchall()[0][0]
     if {(r[2], r[3], r[4]) for r in recorded} != {(run_id, stat.st_size, stat.st_mtime_ns)}:
-        return {}, "the published file is not the one this staging database wrote"
-    total, free = con.sql(
-        "SELECT total_blocks, free_blocks FROM pragma_database_size() WHERE database_name = 'previous'"
-    ).fetchall()[0]
-    if free > VACUUM_FREE_SHARE * total:
-        return {}, f"{free / total:.0%} of the published file is free space (vacuum)"
-    return {r[0]: r[1] for r in recorded}, ""
+        return {}, None, "the published file is not the one this staging database wrote"
+    compact_bytes, compact_rows = recorded[0][5], recorded[0][6]
+    # Free blocks, deleted rows and part-filled row groups, all at once: bytes per row against
+    # those of the last file written whole.
+    expected = compact_bytes * max(rows, 1) / max(compact_rows, 1)
+    if stat.st_size > (1 + VACUUM_WASTE_SHARE) * expected:
+        return {}, None, f"the file is {stat.st_size / expected - 1:.0%} larger than a fresh one would be (vacuum)"
+    return {r[0]: r[1] for r in recorded}, (compact_bytes, compact_rows), ""
 
 
-def _record_state(con: duckdb.DuckDBPyConnection, target: Path, run_id: str, prints: dict[str, str], how: dict[str, str]) -> None:
+def _record_state(
+    con: duckdb.DuckDBPyConnection, target: Path, run_id: str, prints: dict[str, str], how: dict[str, str],
+    compact: tuple[int, int],
+) -> None:
     stat = target.stat()
-    _create_state_table(con)
+    _create_state_tables(con)
     with transaction(con):
         con.sql("DELETE FROM published_tables")
         con.executemany(
-            "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?)",
-            [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns] for t in prints],
+            "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns, *compact] for t in prints],
         )
         # Only the changed tables' hashes: the others' recorded ones are still theirs.
         changed = [t for t in prints if how[t] != KEPT]
@@ -310,7 +332,7 @@ def publish(
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
-        recorded, why_full = {}, "no published warehouse"
+        recorded, compact, why_full = {}, None, "no published warehouse"
         if has_previous:
             before = con.sql("SELECT count(*) FROM previous.events").fetchall()[0][0]
             if counts["events"] < before and not allow_shrink:
@@ -321,7 +343,7 @@ def publish(
             if old:
                 cols = ", ".join(c if c in old else f"NULL::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS)
                 history_select = f"SELECT {cols} FROM previous.pipeline_runs UNION ALL SELECT * FROM new_run"
-            recorded, why_full = _previous_state(con, target)
+            recorded, compact, why_full = _previous_state(con, target, sum(counts.values()))
         values = {
             "run_id": run_id, "published_at": datetime.now(timezone.utc), "timezone": settings.timezone,
             "landing_files": landing[0], "files_unknown_type": files_unknown_type, "records_read": landing[1],
@@ -365,7 +387,7 @@ def publish(
             os.fsync(fh.fileno())
         # Before the rename, with the new file's size and mtime (a rename keeps both): if the
         # rename then fails, the record matches no published file and the next run copies all.
-        _record_state(con, tmp, run_id, prints, how)
+        _record_state(con, tmp, run_id, prints, how, compact or (tmp.stat().st_size, sum(counts.values())))
         # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
@@ -383,9 +405,11 @@ def publish(
         con.sql("DROP TABLE IF EXISTS new_run")
         con.sql("DROP TABLE IF EXISTS new_history")
         con.sql("DROP TABLE IF EXISTS staged_row_hashes")
-    written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA, KEPT)}
-    log.info(f"published: rewrote {', '.join(written[REWRITTEN]) or 'no table'}; "
-             f"patched {', '.join(written[DELTA]) or 'no table'}; kept {', '.join(written[KEPT]) or 'no table'}")
+    if recorded:
+        written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA)}
+        log.info(f"published a copy of the warehouse with {len(written[REWRITTEN])} table(s) rewritten "
+                 f"({', '.join(written[REWRITTEN]) or '-'}), {len(written[DELTA])} patched "
+                 f"({', '.join(written[DELTA]) or '-'}), the others kept")
     return counts
 
 
