@@ -267,7 +267,10 @@ def _previous_state(
     if Path(str(target) + ".wal").exists():
         return {}, None, "a write-ahead log lies beside the published file"
     stat = target.stat()
-    run_id = con.sql("SELECT max(run_id) FROM previous.closeconv_meta").fetchall()[0][0]
+    has_meta = con.sql(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' AND table_name = 'closeconv_meta'"
+    ).fetchall()[0][0]
+    run_id = con.sql("SELECT max(run_id) FROM previous.closeconv_meta").fetchall()[0][0] if has_meta else None
     if {(r[2], r[3], r[4]) for r in recorded} != {(run_id, stat.st_size, stat.st_mtime_ns)}:
         return {}, None, "the published file is not the one this staging database wrote"
     compact_bytes, compact_rows = recorded[0][5], recorded[0][6]

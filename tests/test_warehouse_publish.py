@@ -361,6 +361,19 @@ def test_changed_tables_are_written_unchanged_ones_kept_and_the_result_equals_a_
     assert content_hash(fresh.warehouse_path) == content_hash(env.warehouse_path)
 
 
+def test_a_warehouse_file_not_written_by_the_last_run_is_written_anew_not_patched(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9))
+    env.run()
+    # Replaced by hand (here: by a copy of itself, so only its mtime tells).
+    copy = env.warehouse_path.with_name("copy.duckdb")
+    shutil.copyfile(env.warehouse_path, copy)
+    os.replace(copy, env.warehouse_path)
+    wh = env.run()
+    assert set(_written(env).values()) == {"rewritten"}
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2
+
+
 def test_a_table_whose_columns_change_is_rewritten(closeconv_env):
     env = prepared(closeconv_env)
     env.write_jsonl("day1.jsonl", conversation("c1", 9))
