@@ -2,9 +2,10 @@
 
 DuckDB allows one writer per file, and any other process holding the file open (even
 read-only) makes a write connection fail. So the pipeline never writes the published file:
-it builds in a private staging database, then copies the public tables into a new file and
-swaps it in with an atomic rename. Readers that hold the old file open keep reading the old
-version; the next connection sees the new one. A run that fails or is killed before the
+it builds in a private staging database, then writes a new file (a copy of the published
+one with only the changed tables brought up to date) and swaps it in with an atomic rename.
+Readers that hold the old file open keep reading the old version; the next connection sees
+the new one. A run that fails or is killed before the
 rename leaves the previous warehouse untouched.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,7 +24,8 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from closeconv.config import Settings
-from closeconv.transactions import transaction  # noqa: F401  (re-exported for the pipeline steps)
+from closeconv.published_tables import DELTA, KEPT, REWRITTEN, bring_up_to_date, stage_row_hashes
+from closeconv.transactions import transaction  # also re-exported for the pipeline steps
 from closeconv.workflows.drift import drift_contacts
 
 SCHEMA_VERSION = 2
@@ -58,6 +61,12 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("conversations_open", "BIGINT"), ("conversations_closed", "BIGINT"), ("workflow_runs", "BIGINT"),
     ("workflow_actions", "BIGINT"), ("workflow_drift", "BIGINT"), ("schema_version", "INTEGER"),
 )
+
+# Past this growth of bytes per row over the last file written whole, the next publish writes
+# a new file instead of patching a copy: blocks of dropped tables are reused by later
+# checkpoints but never given back, and rows deleted or appended by deltas leave row groups
+# partly used.
+VACUUM_WASTE_SHARE = 0.25
 
 # How long a second run waits for the one holding the pipeline before giving up.
 LOCK_TIMEOUT_S = 3600.0
@@ -220,6 +229,79 @@ def _shrink_reason(con: duckdb.DuckDBPyConnection, before: int, after: int) -> s
     )
 
 
+STATE_COLUMNS = (
+    "table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, written VARCHAR, warehouse_run_id VARCHAR, "
+    "warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT, compact_bytes BIGINT, compact_rows BIGINT"
+)
+
+
+def _create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The record of what was published, in staging; one of another shape is dropped (a cache:
+    the next publish then writes the file in full)."""
+    shape = con.sql(
+        "SELECT string_agg(column_name, ',' ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND table_name = 'published_tables'"
+    ).fetchall()[0][0]
+    if shape is not None and shape != ",".join(c.split()[0] for c in STATE_COLUMNS.split(", ")):
+        con.sql("DROP TABLE published_tables")
+        con.sql("DROP TABLE IF EXISTS published_row_hashes")
+    con.sql(f"CREATE TABLE IF NOT EXISTS published_tables ({STATE_COLUMNS})")
+    con.sql("CREATE TABLE IF NOT EXISTS published_row_hashes (table_name VARCHAR, h UBIGINT)")
+
+
+def _previous_state(
+    con: duckdb.DuckDBPyConnection, target: Path, rows: int
+) -> tuple[dict[str, str], tuple[int, int] | None, str]:
+    """Fingerprints of the published file's tables as recorded when it was written, the size and
+    rows of the last file written whole, and why the file cannot be patched ("" if it can).
+
+    They are recorded in staging (pipeline-private) with the published run id and the file's
+    size and mtime, so a file replaced or written by anyone else is never patched."""
+    _create_state_tables(con)
+    recorded = con.sql(
+        "SELECT table_name, fingerprint, warehouse_run_id, warehouse_bytes, warehouse_mtime_ns, compact_bytes, "
+        "compact_rows FROM published_tables"
+    ).fetchall()
+    if not recorded:
+        return {}, None, "no record of the published tables"
+    if Path(str(target) + ".wal").exists():
+        return {}, None, "a write-ahead log lies beside the published file"
+    stat = target.stat()
+    has_meta = con.sql(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' AND table_name = 'closeconv_meta'"
+    ).fetchall()[0][0]
+    run_id = con.sql("SELECT max(run_id) FROM previous.closeconv_meta").fetchall()[0][0] if has_meta else None
+    if {(r[2], r[3], r[4]) for r in recorded} != {(run_id, stat.st_size, stat.st_mtime_ns)}:
+        return {}, None, "the published file is not the one this staging database wrote"
+    compact_bytes, compact_rows = recorded[0][5], recorded[0][6]
+    # Free blocks, deleted rows and part-filled row groups, all at once: bytes per row against
+    # those of the last file written whole.
+    expected = compact_bytes * max(rows, 1) / max(compact_rows, 1)
+    if stat.st_size > (1 + VACUUM_WASTE_SHARE) * expected:
+        return {}, None, f"the file is {stat.st_size / expected - 1:.0%} larger than a fresh one would be (vacuum)"
+    return {r[0]: r[1] for r in recorded}, (compact_bytes, compact_rows), ""
+
+
+def _record_state(
+    con: duckdb.DuckDBPyConnection, target: Path, run_id: str, prints: dict[str, str], how: dict[str, str],
+    compact: tuple[int, int],
+) -> None:
+    stat = target.stat()
+    _create_state_tables(con)
+    with transaction(con):
+        con.sql("DELETE FROM published_tables")
+        con.executemany(
+            "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns, *compact] for t in prints],
+        )
+        # Only the changed tables' hashes: the others' recorded ones are still theirs.
+        changed = [t for t in prints if how[t] != KEPT]
+        con.sql("DELETE FROM published_row_hashes WHERE NOT list_contains(?, table_name)", params=[list(prints)])
+        con.sql("DELETE FROM published_row_hashes WHERE list_contains(?, table_name)", params=[changed])
+        con.sql("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE list_contains(?, table_name)",
+                params=[changed])
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -227,12 +309,16 @@ def publish(
     *,
     allow_shrink: bool = False,
 ) -> dict[str, int]:
-    """Copy the public tables from staging (`con`) into a new file and swap it in atomically.
+    """Write the public tables from staging (`con`) into a new file and swap it in atomically.
 
+    The new file starts as a byte copy of the published one in which only the tables that
+    changed are brought up to date (closeconv/published_tables.py); without a usable published
+    file (first run, foreign or damaged file, too much free space) every table is copied.
     The run history (`pipeline_runs`) comes from the published file itself, so only runs that
     really published are in it, whatever happened to the staging database. Raises
     ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
-    published one and `allow_shrink` is not set."""
+    published one and `allow_shrink` is not set. How each table was written is recorded in
+    staging's `published_tables`."""
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.publish-*"):
@@ -244,9 +330,12 @@ def publish(
     conv = dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY status").fetchall())
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
     files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
+    staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
+    prints = stage_row_hashes(con, list(counts))
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
+        recorded, compact, why_full = {}, None, "no published warehouse"
         if has_previous:
             before = con.sql("SELECT count(*) FROM previous.events").fetchall()[0][0]
             if counts["events"] < before and not allow_shrink:
@@ -257,6 +346,7 @@ def publish(
             if old:
                 cols = ", ".join(c if c in old else f"NULL::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS)
                 history_select = f"SELECT {cols} FROM previous.pipeline_runs UNION ALL SELECT * FROM new_run"
+            recorded, compact, why_full = _previous_state(con, target, sum(counts.values()))
         values = {
             "run_id": run_id, "published_at": datetime.now(timezone.utc), "timezone": settings.timezone,
             "landing_files": landing[0], "files_unknown_type": files_unknown_type, "records_read": landing[1],
@@ -274,19 +364,33 @@ def publish(
             + ", ".join(f"?::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS),
             params=[values[c] for c, _ in PIPELINE_RUNS_COLUMNS],
         )
-        con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
-        for t in PUBLIC_TABLES:
-            source = f"({history_select}) ORDER BY published_at" if t == "pipeline_runs" else t
-            con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {source}")
+        con.sql(f"CREATE OR REPLACE TEMP TABLE new_history AS {history_select} ORDER BY published_at")
+        con.sql("DETACH DATABASE IF EXISTS previous")
+        if recorded:
+            # The published file is never written in place, so a byte copy of it is consistent
+            # even while analysts read it; the copy keeps its storage version (v1.5.0).
+            shutil.copyfile(target, tmp)
+            con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target")
+            how = {t: KEPT for t in prints}
+            how.update(bring_up_to_date(con, [t for t in prints if recorded.get(t) != prints[t]], staging_db))
+            con.sql("CREATE OR REPLACE TABLE publish_target.pipeline_runs AS SELECT * FROM new_history")
+        else:
+            log.info(f"publishing every table in full: {why_full}")
+            con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
+            for t in PUBLIC_TABLES:
+                con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {'new_history' if t == 'pipeline_runs' else t}")
+            how = {t: REWRITTEN for t in prints}
         con.sql(
-            "CREATE TABLE publish_target.closeconv_meta AS "
+            "CREATE OR REPLACE TABLE publish_target.closeconv_meta AS "
             "SELECT ? AS schema_version, ? AS run_id, ?::TIMESTAMPTZ AS published_at, ? AS timezone",
             params=[SCHEMA_VERSION, run_id, values["published_at"], settings.timezone],
         )
         con.sql("DETACH publish_target")
-        con.sql("DETACH DATABASE IF EXISTS previous")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        # Before the rename, with the new file's size and mtime (a rename keeps both): if the
+        # rename then fails, the record matches no published file and the next run copies all.
+        _record_state(con, tmp, run_id, prints, how, compact or (tmp.stat().st_size, sum(counts.values())))
         # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
@@ -302,6 +406,13 @@ def publish(
         raise
     finally:
         con.sql("DROP TABLE IF EXISTS new_run")
+        con.sql("DROP TABLE IF EXISTS new_history")
+        con.sql("DROP TABLE IF EXISTS staged_row_hashes")
+    if recorded:
+        written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA)}
+        log.info(f"published a copy of the warehouse with {len(written[REWRITTEN])} table(s) rewritten "
+                 f"({', '.join(written[REWRITTEN]) or '-'}), {len(written[DELTA])} patched "
+                 f"({', '.join(written[DELTA]) or '-'}), the others kept")
     return counts
 
 

@@ -8,19 +8,24 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import dataclasses
+import duckdb
 import pytest
 from click.testing import CliRunner
 
 from closeconv import schemas
 from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
+from closeconv.warehouse import publish, staging_connection
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, Warehouse, closed, recv, sent
+from operations_helpers import content_hash
 
 ANALYST = textwrap.dedent(
     """
@@ -292,3 +297,179 @@ def test_failed_publish_leaves_no_trace_in_pipeline_runs(published, monkeypatch)
     wh = env.run()
     assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2  # the first run and this one
     assert wh.scalar("SELECT events_loaded FROM pipeline_runs ORDER BY published_at DESC LIMIT 1") == 9
+
+
+# --------------------------------------------------------------------------------------
+# (d) publishing scales with the change: a copy of the published file, only changed tables written
+
+
+def _written(env: ClosecovEnv) -> dict[str, str]:
+    """How the last publish wrote each table (kept / delta / rewritten), as recorded in staging."""
+    con = duckdb.connect(str(env.settings().staging_path), read_only=True)
+    try:
+        return dict(con.sql("SELECT table_name, written FROM published_tables").fetchall())
+    finally:
+        con.close()
+
+
+def _publish_directly(env: ClosecovEnv, run_id: str, change: str | None = None) -> dict[str, str]:
+    """publish() on the staging database as a run leaves it, after `change` (SQL) to staging."""
+    settings = env.settings()
+    with staging_connection(settings) as con:
+        if change:
+            con.sql(change)
+        publish(con, settings, run_id)
+    return _written(env)
+
+
+def _many_conversations(first: int, count: int, hour: int) -> list[dict]:
+    return [e for i in range(first, first + count) for e in conversation(f"c{i}", hour)]
+
+
+def test_a_run_with_nothing_new_keeps_every_table_and_only_adds_its_run(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9) + conversation("c2", 10))
+    env.run()
+    assert set(_written(env).values()) == {"rewritten"}  # first publish: a new file
+    before = content_hash(env.warehouse_path)
+
+    wh = env.run()
+    assert set(_written(env).values()) == {"kept"}
+    assert content_hash(env.warehouse_path) == before
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2
+    assert wh.scalar("SELECT run_id FROM closeconv_meta") == wh.scalar(
+        "SELECT run_id FROM pipeline_runs ORDER BY published_at DESC LIMIT 1")
+
+
+def test_changed_tables_are_written_unchanged_ones_kept_and_the_result_equals_a_full_publish(closeconv_env, tmp_path):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", _many_conversations(0, 40, 9))
+    env.run()
+    env.write_jsonl("day2.jsonl", conversation("c1000", 11))  # one new conversation, later than all
+    wh = env.run()
+    written = _written(env)
+    assert written["users"] == written["teams"] == written["categories"] == "kept"
+    assert written["events"] == written["conversations"] == "delta"  # 3 of 123 events are new
+    assert wh.scalar("SELECT count(*) FROM conversations") == 41
+
+    # The same landing folder published from scratch gives the same tables.
+    fresh = ClosecovEnv(tmp_path / "fresh")
+    prepared(fresh)
+    for path in env.landing.iterdir():
+        shutil.copy(path, fresh.landing / path.name)
+    fresh.run()
+    assert content_hash(fresh.warehouse_path) == content_hash(env.warehouse_path)
+
+
+def test_a_warehouse_file_not_written_by_the_last_run_is_written_anew_not_patched(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9))
+    env.run()
+    # Replaced by hand (here: by a copy of itself, so only its mtime tells).
+    copy = env.warehouse_path.with_name("copy.duckdb")
+    shutil.copyfile(env.warehouse_path, copy)
+    os.replace(copy, env.warehouse_path)
+    wh = env.run()
+    assert set(_written(env).values()) == {"rewritten"}
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2
+
+
+def test_a_table_whose_columns_change_is_rewritten(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9))
+    env.run()
+    written = _publish_directly(env, "new-column", "ALTER TABLE conversations ADD COLUMN label VARCHAR DEFAULT 'n'")
+    assert written["conversations"] == "rewritten"
+    assert written["events"] == "kept"
+    assert Warehouse(env.warehouse_path).rows("SELECT conversation_id, label FROM conversations") == [
+        {"conversation_id": Warehouse(env.warehouse_path).scalar("SELECT min(conversation_id) FROM events"), "label": "n"}]
+
+
+def test_a_reader_keeps_the_version_it_opened_while_a_patched_copy_is_published(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", _many_conversations(0, 20, 9))
+    wh = env.run()
+    reader = wh.connect()
+    try:
+        env.write_jsonl("day2.jsonl", conversation("c999", 12))
+        env.run()
+        assert _written(env)["conversations"] == "delta"
+        assert reader.sql("SELECT count(*) FROM conversations").fetchall() == [(20,)]
+    finally:
+        reader.close()
+    assert wh.scalar("SELECT count(*) FROM conversations") == 21
+
+
+KILLED_PUBLISH = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from closeconv import warehouse
+    from closeconv.config import Settings
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    settings = Settings(warehouse_path=Path(sys.argv[1]))
+    if sys.argv[2] == "while-writing":  # the copy attached and being written
+        real = warehouse.bring_up_to_date
+        def bring_up_to_date(con, *args):
+            real(con, *args)
+            con.sql("CREATE TABLE publish_target.half_done AS SELECT * FROM range(100000)")
+            killed()
+        warehouse.bring_up_to_date = bring_up_to_date
+    else:  # the new file written, fsynced, recorded; not yet renamed
+        class KilledAtRename:
+            def __getattr__(self, name):
+                return getattr(os, name)
+            replace = staticmethod(killed)
+        warehouse.os = KilledAtRename()
+    with warehouse.staging_connection(settings) as con:
+        con.sql("DELETE FROM conversations WHERE conversation_id = (SELECT min(conversation_id) FROM conversations)")
+        warehouse.publish(con, settings, "killed-run")
+    """
+)
+
+
+@pytest.mark.parametrize("moment", ["while-writing", "at-rename"])
+def test_a_publish_killed_midway_leaves_the_old_warehouse_and_the_next_run_cleans_up(closeconv_env, moment):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", conversation("c1", 9) + conversation("c2", 10))
+    env.run()
+    before = content_hash(env.warehouse_path)
+
+    proc = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(env.warehouse_path), moment],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    strays = [p.name for p in env.warehouse_path.parent.iterdir() if p.name.startswith(".warehouse.duckdb.publish-")]
+    assert strays  # the half-written copy is still there …
+    assert content_hash(env.warehouse_path) == before  # … but the warehouse is the old one
+    assert Warehouse(env.warehouse_path).scalar("SELECT count(*) FROM pipeline_runs") == 1
+
+    wh = env.run()  # the record of the killed publish matches no published file: a full publish
+    assert [p.name for p in env.warehouse_path.parent.iterdir() if p.name.startswith(".warehouse.duckdb.publish-")] == []
+    assert content_hash(env.warehouse_path) == before
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 2
+
+
+def test_the_file_does_not_grow_run_after_run(closeconv_env):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", _many_conversations(0, 3000, 9))
+    env.run()
+    sizes, ways = [], []
+    for i in range(8):
+        # Every event row changes (a rewrite); a twentieth of the conversations (a delta).
+        written = _publish_directly(
+            env, f"pass-{i}",
+            f"UPDATE events SET summary = 'pass {i}'; "
+            f"UPDATE conversations SET summary = 'pass {i}' WHERE hash(conversation_id) % 20 = {i}",
+        )
+        ways.append((written["events"], written["conversations"]))
+        sizes.append(env.warehouse_path.stat().st_size)
+    assert ("rewritten", "delta") in ways
+    # Freed blocks are reused, and past VACUUM_FREE_SHARE of free space the file is written anew:
+    # the file stays within a bound of its size after the first patched publish.
+    assert max(sizes) <= 2 * sizes[0], sizes
+    wh = Warehouse(env.warehouse_path)
+    assert wh.scalar("SELECT count(*) FROM events WHERE summary = 'pass 7'") == 9000
+    assert wh.scalar("SELECT count(*) FROM pipeline_runs") == 9

@@ -1,0 +1,126 @@
+"""How little of the published warehouse a run has to rewrite: per-table fingerprints and deltas.
+
+`publish` starts from a byte copy of the published file (attached as `publish_target`) and
+brings each public table to the staging table's content in the cheapest exact way:
+- kept: the staging table's fingerprint equals the one recorded when the published file was
+  written, so its copy is already right;
+- delta: few rows differ, so the rows gone are DELETEd and the rows new INSERTed (a multiset
+  difference of whole-row hashes against those recorded at the last publish: no key needed,
+  duplicates counted, the published file read only for the tables patched);
+- rewritten: its columns changed, or too many rows differ (a global renumbering such as
+  `events.event_order` changes every row), so it is dropped and created again.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+KEPT, DELTA, REWRITTEN = "kept", "delta", "rewritten"
+
+# Past this share of changed rows (deleted + inserted, over the table's rows) a DELETE/INSERT
+# costs more than a CREATE and leaves the table scattered over many partly deleted row groups.
+DELTA_MAX_SHARE = 0.2
+
+TARGET = "publish_target"
+
+
+def columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
+    return con.sql(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+        "AND table_name = ? ORDER BY column_index",
+        params=[database, table],
+    ).fetchall()
+
+
+def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str]:
+    """Hash every row of the staging `tables` into the temp table `staged_row_hashes`; return
+    each table's fingerprint: row count, order-independent sum of the row hashes, columns.
+
+    One scan per table inside DuckDB (about 0.2 s for 1M events). The hashes are kept (in
+    `published_row_hashes`, by the caller) so the next publish can count the rows that changed
+    without reading the published file."""
+    con.sql("CREATE OR REPLACE TEMP TABLE staged_row_hashes (table_name VARCHAR, h UBIGINT)")
+    for table in tables:
+        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, hash(hashed_row) FROM {table} AS hashed_row", params=[table])
+    sums = dict(con.sql(
+        "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes GROUP BY table_name"
+    ).fetchall())
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
+    return {
+        t: f"{sums.get(t, '0:0')}:" + ", ".join(f"{c} {ty}" for c, ty in columns(con, database, t)) for t in tables
+    }
+
+
+def _delta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:
+    """Stage (in `delta_changes`) the row hashes whose number of rows changed since the last
+    publish; returns how many rows to delete and to insert.
+
+    Rows are compared by a 64-bit hash of the whole row: a wrong result needs a deleted and an
+    inserted row with the same hash (odds about D*I/2^64, D and I in the thousands)."""
+    con.sql(
+        "CREATE OR REPLACE TEMP TABLE delta_changes AS "
+        "SELECT h, coalesce(o.n, 0) AS old_n, coalesce(n.n, 0) AS new_n "
+        "FROM (SELECT h, count(*) AS n FROM published_row_hashes WHERE table_name = $t GROUP BY h) AS o "
+        "FULL JOIN (SELECT h, count(*) AS n FROM staged_row_hashes WHERE table_name = $t GROUP BY h) AS n USING (h) "
+        "WHERE coalesce(o.n, 0) <> coalesce(n.n, 0)",
+        params={"t": table},
+    )
+    return con.sql(
+        "SELECT coalesce(sum(greatest(old_n - new_n, 0)), 0), coalesce(sum(greatest(new_n - old_n, 0)), 0) "
+        "FROM delta_changes"
+    ).fetchall()[0]
+
+
+def _apply_delta(con: duckdb.DuckDBPyConnection, table: str, deleted: int, inserted: int) -> None:
+    """Each statement reads the whole table it works on, so it runs only if it has rows to do."""
+    if deleted:
+        con.sql(
+            f"DELETE FROM {TARGET}.{table} WHERE rowid IN ("
+            "  SELECT row_id FROM ("
+            "    SELECT o.row_id, row_number() OVER (PARTITION BY o.h ORDER BY o.row_id) AS k, c.new_n"
+            f"    FROM (SELECT rowid AS row_id, hash(old_row) AS h FROM {TARGET}.{table} AS old_row) AS o"
+            "    JOIN delta_changes AS c USING (h) WHERE c.old_n > c.new_n)"
+            "  WHERE k > new_n)"
+        )
+    if inserted:
+        con.sql(
+            f"INSERT INTO {TARGET}.{table} "
+            "SELECT * EXCLUDE (closeconv_delta_h, closeconv_delta_k, closeconv_delta_extra) FROM ("
+            "  SELECT r.*, c.new_n - c.old_n AS closeconv_delta_extra,"
+            "         row_number() OVER (PARTITION BY r.closeconv_delta_h) AS closeconv_delta_k"
+            f"  FROM (SELECT new_row.*, hash(new_row) AS closeconv_delta_h FROM {table} AS new_row) AS r"
+            "  JOIN delta_changes AS c ON c.h = r.closeconv_delta_h WHERE c.new_n > c.old_n)"
+            "WHERE closeconv_delta_k <= closeconv_delta_extra"
+        )
+
+
+def bring_up_to_date(
+    con: duckdb.DuckDBPyConnection, tables: list[str], staging_db: str
+) -> dict[str, str]:
+    """Make `publish_target`'s copy of each of `tables` (all changed since it was published)
+    equal to staging's; returns how each was written (DELTA or REWRITTEN). Needs
+    `staged_row_hashes` (stage_row_hashes) and `published_row_hashes` (the hashes of the
+    published file's rows, recorded when it was written).
+
+    Tables to rewrite are dropped and checkpointed first, so their blocks are free again
+    before the new ones are written and the file does not grow by their size."""
+    how: dict[str, str] = {}
+    for table in tables:
+        if columns(con, TARGET, table) != columns(con, staging_db, table):
+            how[table] = REWRITTEN
+            continue
+        deleted, inserted = _delta(con, table)
+        rows = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        if deleted + inserted <= DELTA_MAX_SHARE * rows:
+            _apply_delta(con, table, deleted, inserted)
+            how[table] = DELTA
+        else:
+            how[table] = REWRITTEN
+    con.sql("DROP TABLE IF EXISTS delta_changes")
+    rewritten = [t for t in tables if how[t] == REWRITTEN]
+    for table in rewritten:
+        con.sql(f"DROP TABLE IF EXISTS {TARGET}.{table}")
+    con.sql(f"CHECKPOINT {TARGET}")
+    for table in rewritten:
+        con.sql(f"CREATE TABLE {TARGET}.{table} AS SELECT * FROM {table}")
+    return how
