@@ -133,30 +133,35 @@ def trigger_frame(timeline: pl.DataFrame, columns: tuple[str, ...] = CONDITION_C
     event), ``nr_unassign_ok`` (that next update is a workflow unassignment within the
     reconciliation window), and the trigger's ``contact_id``, ``event_id`` and ``conversation_id``.
 
-    The recorded values are carried forward / backward with global fills restricted to the
-    same contact (no per-group window, no as-of join).
+    The previous / next recorded update of the same contact is found as a row position with
+    integer fills over the sorted timeline (no per-group window, no as-of join); its values are
+    then gathered for the trigger rows only.
     """
     cols = [c for c in CONDITION_COLUMNS if c in columns]
-    rec = pl.col("is_rec")
-    ck = pl.col("ck")
+    rec, ck, pos = pl.col("is_rec"), pl.col("ck"), pl.col("pos")  # pos is the row number
+    first = pl.when((ck != ck.shift(1)).fill_null(True)).then(pos).forward_fill()  # the contact's first row
+    last = pl.when((ck != ck.shift(-1)).fill_null(True)).then(pos).backward_fill()  # and its last
+    prev_rec = pl.when(rec).then(pos).forward_fill()  # at or before the row
+    next_rec = pl.when(rec).then(pos).backward_fill().shift(-1)  # strictly after it
+    df = timeline.with_columns(
+        pl.when(prev_rec >= first).then(prev_rec).alias("_r_idx"),
+        pl.when(next_rec <= last).then(next_rec).alias("_nr_idx"),
+    ).filter(~rec)
+    r_idx, nr_idx = df.get_column("_r_idx"), df.get_column("_nr_idx")
 
-    def carried(value: pl.Expr) -> pl.Expr:  # the last recorded value at or before the row, same contact
-        return pl.when(pl.when(rec).then(ck).forward_fill() == ck).then(pl.when(rec).then(value).forward_fill())
-
-    def following(value: pl.Expr) -> pl.Expr:  # the next recorded value strictly after the row, same contact
-        nxt = pl.when(rec).then(ck).backward_fill().shift(-1)
-        return pl.when(nxt == ck).then(pl.when(rec).then(value).backward_fill().shift(-1))
+    def at(column: str, idx: pl.Series, name: str) -> pl.Series:
+        return timeline.get_column(column).gather(idx).alias(name)
 
     window_us = RECONCILE_WINDOW_S * 1_000_000
-    df = timeline.with_columns(
-        carried(pl.col("event_order")).alias("r_order"),
-        carried(pl.col("rec_val")).alias("r_raw"),
-        following(pl.col("event_order")).alias("nr_order"),
-        following(pl.col("rec_src")).alias("nr_src"),
-        following(pl.col("rec_val")).alias("nr_val"),
-        following(pl.col("t_us")).alias("nr_t_us"),
+    df = df.with_columns(
+        at("event_order", r_idx, "r_order"),
+        at("rec_val", r_idx, "r_raw"),
+        at("event_order", nr_idx, "nr_order"),
+        at("rec_src", nr_idx, "nr_src"),
+        at("rec_val", nr_idx, "nr_val"),
+        at("t_us", nr_idx, "nr_t_us"),
     )
-    df = df.filter(~rec).with_columns(
+    df = df.with_columns(
         pl.when(pl.col("r_raw") == "").then(None).otherwise(pl.col("r_raw")).alias("r"),
         (
             (pl.col("nr_src") == "workflow") & (pl.col("nr_val") == "") & ((pl.col("nr_t_us") - pl.col("t_us")) <= window_us)
