@@ -87,7 +87,7 @@ from closeconv.workflows.models import Workflow
 from closeconv.workflows.reconcile import reconcile
 from closeconv.workflows.sequential import replay_sequential
 from closeconv.workflows.tables import ACTIONS_SCHEMA, COMPLETED, CONDITION_COLUMNS, RUNS_SCHEMA, SKIPPED
-from closeconv.workflows.triggers import load_recorded, load_trigger_frame
+from closeconv.workflows.triggers import load_timeline, recorded_frame, trigger_frame
 from closeconv.workflows.vectorized import replay_vectorized, vectorizable
 from closeconv.workflows.writers import write_tables
 
@@ -148,26 +148,28 @@ def replay_workflows(
     stats = ReplayStats(workflows=len(active))
     runs = pl.DataFrame(schema=RUNS_SCHEMA)
     actions = pl.DataFrame(schema=ACTIONS_SCHEMA)
+    types = sorted({w.trigger.type for w in active})
+    use_vector = vectorizable(active) and engine != "sequential"
+    if engine == "vectorized" and not use_vector:
+        raise ValueError("the vectorized engine only handles unassign-only workflows")
+    # The vectorized engine reads only the condition fields its workflows use.
+    fields = tuple({r.field for w in active for r in w.trigger.conditions.rules} & set(CONDITION_COLUMNS))
+    timeline = load_timeline(con, types, triggers_from, triggers_to, columns=fields if use_vector else CONDITION_COLUMNS)
+    recorded = recorded_frame(timeline)
+    trig = trigger_frame(timeline, fields if use_vector else CONDITION_COLUMNS)
+    del timeline
     if active:
-        types = sorted({w.trigger.type for w in active})
-        fields = tuple({r.field for w in active for r in w.trigger.conditions.rules} & set(CONDITION_COLUMNS))
-        use_vector = vectorizable(active) and engine != "sequential"
-        if engine == "vectorized" and not use_vector:
-            raise ValueError("the vectorized engine only handles unassign-only workflows")
         if use_vector:
             stats.engine = "vectorized"
-            trig = load_trigger_frame(con, types, triggers_from, triggers_to, columns=fields)
             runs, actions = replay_vectorized(trig, active)
         else:
             stats.engine = "sequential"
-            trig = load_trigger_frame(
-                con, types, triggers_from, triggers_to, columns=CONDITION_COLUMNS, with_ids=True
-            ).sort("event_order")
+            trig = trig.sort("event_order")
             runs, actions = replay_sequential(con, trig, active, users)
-            actions = reconcile(actions, trig, load_recorded(con))
+            actions = reconcile(actions, trig, recorded.sort("rec_order"))
         stats.trigger_events = trig.height
 
-    write_tables(con, runs, actions, active)
+    write_tables(con, runs, actions, active, trig, recorded)
 
     stats.runs = runs.height
     if runs.height:

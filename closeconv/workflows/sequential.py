@@ -224,8 +224,8 @@ def replay_sequential(
     wfs: list[Workflow],
     users: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Runs and actions for any workflows. ``trig`` is replay.load_trigger_frame(...,
-    with_ids=True): trigger columns plus ``r``, ``r_order``, ``nr_order``, ``contact_id``."""
+    """Runs and actions for any workflows. ``trig`` is triggers.trigger_frame(...) sorted by
+    event_order: trigger columns plus ``r``, ``r_order``, ``nr_order``, ``contact_id``."""
     none = pl.lit(None, dtype=pl.String)
     needs_members = any(s.action in STRATEGY_ACTIONS for w in wfs for s in w.steps)
     needs_counts = any(

@@ -89,8 +89,8 @@ WORKFLOW_DRIFT_COLUMNS: dict[str, str] = {
     "recorded_assignee_until": "TIMESTAMPTZ",  # null = still assigned at the end of the data
 }
 
-# Internal frames handed to _write_tables (ids, contacts and times are joined back from
-# `events` by event_order, which is unique):
+# Internal frames the engines hand to writers.write_tables (ids, contacts and times come from
+# the trigger frame by event_order, which is unique):
 #   runs:    event_order, wf_index, outcome, skip_reason, action_count
 #   actions: event_order, wf_index, step_index, step_id, action, strategy,
 #            from_assignee_id, to_assignee_id, reconciled_event_order

@@ -1,4 +1,12 @@
-"""Writing the replay's tables: workflow_runs, workflow_actions, assignments, workflow_drift."""
+"""Writing the replay's tables: workflow_runs, workflow_actions, assignments, workflow_drift.
+
+Each table is assembled in Polars from frames the replay already holds (the trigger frame
+carries the trigger's ids, contact and time; the timeline carries the recorded updates),
+joined and sorted on integer keys only, then copied into DuckDB through the Arrow C stream
+interface in its final row order. DuckDB computes the md5 ids (the published values), once
+per run and once per action. Nothing joins back to ``events``; the only sort on text is the
+timeline's (``triggers.load_timeline``), whose contact_id order ``assignments`` inherits.
+"""
 
 from __future__ import annotations
 
@@ -6,129 +14,214 @@ import duckdb
 import polars as pl
 
 from closeconv.workflows.models import Workflow
-from closeconv.workflows.tables import ACTIONS_SCHEMA, DRIFT_GRACE_S, RUNS_SCHEMA
+from closeconv.workflows.tables import (
+    ACTIONS_SCHEMA,
+    ASSIGNMENTS_COLUMNS,
+    DRIFT_GRACE_S,
+    RUNS_SCHEMA,
+    WORKFLOW_ACTIONS_COLUMNS,
+    WORKFLOW_DRIFT_COLUMNS,
+    WORKFLOW_RUNS_COLUMNS,
+)
+
+RUN_ID_SQL = "substr(md5(workflow_id || '|' || workflow_version || '|' || trigger_event_id), 1, 20)"
+ACTION_ID_SQL = "substr(md5(run_id || '|' || step_id), 1, 20)"
+# timeline_order exactly as it has always been computed (DuckDB's decimal and double arithmetic).
+TIMELINE_ORDER_SQL = (
+    "CASE WHEN sub = 0 THEN event_order ELSE event_order + 0.5 + least(sub - 1, 499) / 1000.0 END"
+)
+_FRAME = "_cc_wf_frame"
+_US = pl.Datetime("us", "UTC")
 
 
-def write_tables(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame, actions: pl.DataFrame, wfs: list[Workflow]) -> None:
+class _Stream:
+    """A Polars frame as an Arrow C stream: DuckDB scans it without importing pyarrow."""
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self.frame.__arrow_c_stream__(requested_schema)
+
+
+def _run_over_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str, *, rows: bool) -> pl.DataFrame | None:
+    """Run ``sql``, which reads ``frame`` as ``_cc_wf_frame``; with ``rows``, return its result."""
+    con.register(_FRAME, _Stream(frame))
+    try:
+        if rows:
+            return pl.DataFrame(con.sql(sql))
+        con.execute(sql)
+        return None
+    finally:
+        con.unregister(_FRAME)
+
+
+def _md5_ids(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, id_sql: str) -> pl.Series:
+    """``id_sql`` evaluated by DuckDB over every row of ``frame``, in the frame's order."""
+    if frame.height == 0:
+        return pl.Series("id", [], dtype=pl.String)
+    ids = _run_over_frame(con, frame, f"SELECT CAST({id_sql} AS VARCHAR) AS id FROM {_FRAME}", rows=True)
+    return ids.to_series()
+
+
+def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, columns: dict[str, str],
+            exprs: dict[str, str] | None = None) -> None:
+    """(Re)create ``table`` from ``frame`` with the contract's ``columns`` (name -> SQL type), in
+    the frame's row order; ``exprs`` computes some columns in SQL instead."""
+    exprs = exprs or {}
+    select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
+    _run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {_FRAME}", rows=False)
+
+
+def _rows_at(frame: pl.DataFrame, key: str, values: pl.Series) -> pl.DataFrame:
+    """The rows of ``frame`` (sorted by its unique ``key``) whose key is each of ``values``, in
+    order: a binary search and a gather, several times cheaper than a hash join here."""
+    idx = frame.get_column(key).search_sorted(values)
+    rows = frame[idx.clip(0, max(frame.height - 1, 0))] if frame.height else frame.clear(values.len())
+    if not rows.get_column(key).equals(values, check_names=False, check_dtypes=False):
+        raise RuntimeError(f"replay writer: a {key} has no row")  # the engines only refer to existing rows
+    return rows
+
+
+def _group_start(key: pl.Expr) -> pl.Expr:
+    return (key != key.shift(1)).fill_null(True)
+
+
+def _position_in_group(start: pl.Expr) -> pl.Expr:
+    """1, 2, ... within runs of rows that begin where ``start`` is true (rows sorted by group)."""
+    i = pl.int_range(pl.len(), dtype=pl.Int64)
+    return i - pl.when(start).then(i).forward_fill() + 1
+
+
+def write_tables(
+    con: duckdb.DuckDBPyConnection,
+    runs: pl.DataFrame,
+    actions: pl.DataFrame,
+    wfs: list[Workflow],
+    triggers: pl.DataFrame,
+    recorded: pl.DataFrame,
+) -> None:
+    """(Re)create the four tables.
+
+    ``triggers``: one row per trigger event (event_order, ck, contact_id, event_id,
+    conversation_id, t_us); ``recorded``: ``triggers.recorded_frame`` (sorted by contact, then
+    event_order). ``runs`` / ``actions``: the engines' frames (``RUNS_SCHEMA``, ``ACTIONS_SCHEMA``).
+    """
     defs = pl.DataFrame(
         {
-            "wf_index": list(range(len(wfs))),
             "workflow_id": [w.id for w in wfs],
             "workflow_version": [w.version for w in wfs],
             "trigger_type": [w.trigger.type for w in wfs],
         },
-        schema={"wf_index": pl.Int32, "workflow_id": pl.String, "workflow_version": pl.String, "trigger_type": pl.String},
+        schema={"workflow_id": pl.String, "workflow_version": pl.String, "trigger_type": pl.String},
     )
-    con.register("_cc_wf_defs", defs.to_arrow())
-    con.register("_cc_wf_runs", runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).to_arrow())
-    con.register("_cc_wf_actions", actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).to_arrow())
-    run_id = "substr(md5(d.workflow_id || '|' || d.workflow_version || '|' || e.event_id), 1, 20)"
-    try:
-        con.sql(
-            f"""
-            CREATE OR REPLACE TABLE workflow_runs AS
-            SELECT CAST({run_id} AS VARCHAR) AS run_id,
-                   d.workflow_id, d.workflow_version,
-                   e.event_id AS trigger_event_id, e.contact_id, e.conversation_id,
-                   CAST(e.occurred_at AS TIMESTAMPTZ) AS triggered_at,
-                   r.outcome, r.skip_reason,
-                   d.trigger_type, r.event_order AS trigger_event_order,
-                   CAST(r.action_count AS INTEGER) AS action_count
-            FROM _cc_wf_runs r
-            JOIN events e ON e.event_order = r.event_order
-            JOIN _cc_wf_defs d ON d.wf_index = r.wf_index
-            ORDER BY r.event_order, r.wf_index
-            """
-        )
-        con.sql(
-            """
-            CREATE OR REPLACE TABLE workflow_actions AS
-            WITH a AS (
-                SELECT x.*, r.run_id, r.workflow_id, r.workflow_version, r.trigger_event_id AS event_id,
-                       r.contact_id, r.conversation_id, r.triggered_at AS occurred_at
-                FROM _cc_wf_actions x
-                JOIN _cc_wf_defs d ON d.wf_index = x.wf_index
-                JOIN workflow_runs r ON r.trigger_event_order = x.event_order AND r.workflow_id = d.workflow_id
-            )
-            SELECT CAST(substr(md5(a.run_id || '|' || a.step_id), 1, 20) AS VARCHAR) AS action_id,
-                   CAST(a.run_id AS VARCHAR) AS run_id, a.step_id, a.action, a.contact_id,
-                   a.from_assignee_id, a.to_assignee_id,
-                   CAST(a.occurred_at AS TIMESTAMPTZ) AS effective_at,
-                   a.workflow_id, a.workflow_version, a.event_id AS trigger_event_id, a.conversation_id,
-                   a.strategy, a.step_index, a.event_order AS trigger_event_order,
-                   CAST(row_number() OVER (PARTITION BY a.event_order ORDER BY a.wf_index, a.step_index) AS INTEGER)
-                       AS trigger_action_seq,
-                   rec.event_id AS reconciled_event_id
-            FROM a LEFT JOIN events rec ON rec.event_order = a.reconciled_event_order
-            ORDER BY a.event_order, a.wf_index, a.step_index
-            """
-        )
-    finally:
-        for name in ("_cc_wf_defs", "_cc_wf_runs", "_cc_wf_actions"):
-            con.unregister(name)
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE assignments AS
-        WITH rows AS (
-            SELECT e.contact_id, nullif(trim(e.assignee_id), '') AS assignee_id, e.occurred_at AS valid_from,
-                   'event' AS cause, e.event_order, 0 AS sub, e.event_id, lower(e.source) AS source,
-                   CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS action_id,
-                   CAST(NULL AS VARCHAR) AS workflow_id, CAST(NULL AS VARCHAR) AS trigger_event_id
-            FROM events e
-            WHERE e.event_type = 'contact.assignee.updated'
-              AND NOT EXISTS (SELECT 1 FROM workflow_actions a WHERE a.reconciled_event_id = e.event_id)
-            UNION ALL
-            SELECT contact_id, to_assignee_id, effective_at, 'workflow', trigger_event_order, trigger_action_seq,
-                   reconciled_event_id, 'workflow', run_id, action_id, workflow_id, trigger_event_id
-            FROM workflow_actions
-        )
-        SELECT CAST(contact_id AS VARCHAR) AS contact_id,
-               CAST(assignee_id AS VARCHAR) AS assignee_id,
-               CAST(valid_from AS TIMESTAMPTZ) AS valid_from,
-               CAST(lead(valid_from) OVER w AS TIMESTAMPTZ) AS valid_to,
-               CAST(cause AS VARCHAR) AS cause,
-               CAST(row_number() OVER w AS BIGINT) AS seq,
-               CAST(event_order AS BIGINT) AS event_order,
-               CAST(CASE WHEN sub = 0 THEN event_order
-                         ELSE event_order + 0.5 + least(sub - 1, 499) / 1000.0 END AS DOUBLE) AS timeline_order,
-               CAST(event_id AS VARCHAR) AS event_id,
-               CAST(source AS VARCHAR) AS source,
-               run_id, action_id, workflow_id, trigger_event_id
-        FROM rows
-        WINDOW w AS (PARTITION BY contact_id ORDER BY event_order, sub)
-        ORDER BY contact_id, seq
-        """
+    info = triggers.select(
+        "event_order", "ck", "pos", "contact_id", pl.col("event_id").alias("trigger_event_id"), "conversation_id",
+        "t_us", pl.col("t_us").cast(_US).alias("at"),
+    ).sort("event_order")
+    runs = runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).sort("event_order", "wf_index")
+    runs_f = pl.concat(
+        [runs, _rows_at(info, "event_order", runs.get_column("event_order")).drop("event_order"),
+         defs[runs.get_column("wf_index")]],
+        how="horizontal",
     )
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE workflow_drift AS
-        WITH rec AS (
-            SELECT contact_id, nullif(trim(assignee_id), '') AS assignee_id, occurred_at AS valid_from,
-                   lead(occurred_at) OVER (PARTITION BY contact_id ORDER BY event_order) AS valid_to
-            FROM events WHERE event_type = 'contact.assignee.updated'
-        ), final_action AS (    -- the last action of each trigger: what the replay expects to remain
-            SELECT action_id FROM assignments WHERE cause = 'workflow'
-            QUALIFY row_number() OVER (PARTITION BY contact_id, event_order ORDER BY seq DESC) = 1
-        )
-        SELECT CAST(a.contact_id AS VARCHAR) AS contact_id,
-               CAST(a.workflow_id AS VARCHAR) AS workflow_id,
-               CAST(a.run_id AS VARCHAR) AS run_id,
-               CAST(a.action_id AS VARCHAR) AS action_id,
-               CAST(a.trigger_event_id AS VARCHAR) AS trigger_event_id,
-               CAST(a.conversation_id AS VARCHAR) AS conversation_id,
-               CAST(a.effective_at AS TIMESTAMPTZ) AS expected_unassigned_at,
-               CAST(a.from_assignee_id AS VARCHAR) AS replayed_from_assignee_id,
-               CAST(r.assignee_id AS VARCHAR) AS recorded_assignee_id,
-               CAST(r.valid_from AS TIMESTAMPTZ) AS recorded_assignee_since,
-               CAST(r.valid_to AS TIMESTAMPTZ) AS recorded_assignee_until
-        FROM workflow_actions a
-        JOIN rec r
-          ON r.contact_id = a.contact_id
-         AND r.valid_from <= a.effective_at + INTERVAL {DRIFT_GRACE_S} SECOND
-         AND (r.valid_to IS NULL OR r.valid_to > a.effective_at + INTERVAL {DRIFT_GRACE_S} SECOND)
-        WHERE a.action = 'unassign' AND a.reconciled_event_id IS NULL AND r.assignee_id IS NOT NULL
-          AND a.action_id IN (SELECT action_id FROM final_action)
-        ORDER BY a.trigger_event_order, a.action_id
-        """
+    runs_f = runs_f.with_columns(
+        _md5_ids(con, runs_f.select("workflow_id", "workflow_version", "trigger_event_id"), RUN_ID_SQL).alias("run_id"),
+        # one increasing integer per run, to find an action's run by binary search
+        (pl.col("event_order") * len(wfs) + pl.col("wf_index")).alias("run_key"),
     )
+    _create(con, "workflow_runs", runs_f.rename({"at": "triggered_at", "event_order": "trigger_event_order"}),
+            WORKFLOW_RUNS_COLUMNS)
 
+    actions = actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("event_order", "wf_index", "step_index")
+    run_cols = ["run_key", "run_id", "workflow_id", "workflow_version", "trigger_event_id", "contact_id",
+                "conversation_id", "t_us", "at", "ck", "pos"]
+    acts = pl.concat(
+        [actions,
+         _rows_at(runs_f.select(run_cols), "run_key",
+                  actions.select(pl.col("event_order") * len(wfs) + pl.col("wf_index")).to_series()).drop("run_key")],
+        how="horizontal",
+    )
+    reconciled = acts.filter(pl.col("reconciled_event_order").is_not_null()).get_column("reconciled_event_order")
+    rec_ids = recorded.select("rec_order", "rec_event_id").sort("rec_order")
+    acts = acts.with_columns(
+        pl.lit(None, dtype=pl.String).alias("reconciled_event_id")
+        if reconciled.is_empty()
+        else pl.when(pl.col("reconciled_event_order").is_not_null()).then(
+            _rows_at(rec_ids, "rec_order", acts.get_column("reconciled_event_order").fill_null(reconciled.first()))
+            .get_column("rec_event_id")
+        ).alias("reconciled_event_id")
+    )
+    start = _group_start(pl.col("event_order"))
+    acts = acts.with_columns(
+        _position_in_group(start).cast(pl.Int32).alias("trigger_action_seq"),
+        # the last action of its trigger: what the replay expects to remain (drift)
+        _group_start(pl.col("event_order")).shift(-1, fill_value=True).alias("final"),
+    )
+    acts = acts.with_columns(_md5_ids(con, acts.select("run_id", "step_id"), ACTION_ID_SQL).alias("action_id"))
+    _create(con, "workflow_actions",
+            acts.rename({"at": "effective_at", "event_order": "trigger_event_order"}), WORKFLOW_ACTIONS_COLUMNS)
+
+    _write_assignments(con, acts, recorded)
+    _write_drift(con, acts, recorded)
+
+
+def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame) -> None:
+    """The recorded timeline (less the updates reconciled with an action) merged with the actions."""
+    none = pl.lit(None, dtype=pl.String)
+    reconciled = acts.get_column("reconciled_event_order").drop_nulls()
+    # Sort key: the row's position in the timeline (contact_id, then event_order), then the
+    # action's place among its trigger's actions (0 for recorded rows): one integer.
+    sub_bits = 23
+    rec_rows = recorded.filter(~pl.col("rec_order").is_in(reconciled.implode())).select(
+        (pl.col("pos") * (1 << sub_bits)).alias("key"),
+        "ck", "contact_id", pl.col("rec_assignee").alias("assignee_id"), pl.col("rec_at_us").alias("t_us"),
+        pl.lit("event").alias("cause"), pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
+        pl.col("rec_event_id").alias("event_id"), pl.col("rec_source").alias("source"),
+        none.alias("run_id"), none.alias("action_id"), none.alias("workflow_id"), none.alias("trigger_event_id"),
+    )
+    if acts.height and acts.get_column("trigger_action_seq").max() >= (1 << sub_bits):  # pragma: no cover
+        raise ValueError("more than 8 million actions on one trigger event")
+    wf_rows = acts.select(
+        (pl.col("pos") * (1 << sub_bits) + pl.col("trigger_action_seq")).alias("key"),
+        "ck", "contact_id", pl.col("to_assignee_id").alias("assignee_id"), "t_us",
+        pl.lit("workflow").alias("cause"), "event_order", pl.col("trigger_action_seq").alias("sub"),
+        pl.col("reconciled_event_id").alias("event_id"), pl.lit("workflow").alias("source"),
+        "run_id", "action_id", "workflow_id", "trigger_event_id",
+    )
+    rows = pl.concat([rec_rows, wf_rows]).sort("key")
+    same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
+    rows = rows.with_columns(
+        pl.col("t_us").cast(_US).alias("valid_from"),
+        pl.when(same_contact_next).then(pl.col("t_us").shift(-1)).cast(_US).alias("valid_to"),
+        _position_in_group(_group_start(pl.col("ck"))).alias("seq"),
+    )
+    _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS, exprs={"timeline_order": TIMELINE_ORDER_SQL})
+
+
+def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame) -> None:
+    """Final unassignments with no reconciled update while the recorded timeline still shows an
+    assignee ``DRIFT_GRACE_S`` after the trigger."""
+    grace_us = DRIFT_GRACE_S * 1_000_000
+    cands = acts.filter(
+        pl.col("final") & (pl.col("action") == "unassign") & pl.col("reconciled_event_order").is_null()
+    ).with_columns((pl.col("t_us") + grace_us).alias("x_us"))
+    same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
+    # The recorded interval holding x: the contact's last update at or before x. Of updates
+    # stamped the same instant only the last has a non-empty interval, so only it is kept.
+    recs = recorded.with_columns(
+        pl.when(same_contact_next).then(pl.col("rec_at_us").shift(-1)).alias("until_us")
+    ).filter(~(same_contact_next & (pl.col("rec_at_us") == pl.col("rec_at_us").shift(-1))).fill_null(False))
+    drift = cands.join_asof(
+        recs.select("ck", "rec_at_us", pl.col("rec_at_us").alias("since_us"), "until_us", "rec_assignee"),
+        left_on="x_us", right_on="rec_at_us", by="ck", strategy="backward", check_sortedness=False,
+    ).filter(pl.col("rec_assignee").is_not_null())
+    drift = drift.select(
+        "contact_id", "workflow_id", "run_id", "action_id", "trigger_event_id", "conversation_id",
+        pl.col("at").alias("expected_unassigned_at"),
+        pl.col("from_assignee_id").alias("replayed_from_assignee_id"),
+        pl.col("rec_assignee").alias("recorded_assignee_id"),
+        pl.col("since_us").cast(_US).alias("recorded_assignee_since"),
+        pl.col("until_us").cast(_US).alias("recorded_assignee_until"),
+    )
+    _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS)
