@@ -159,7 +159,7 @@ def validation_sql(source):
         chunks.append(source)
         if len(chunks) == 3:  # two chunks of big.jsonl done: die as SIGKILL would, no cleanup
             os._exit(137)
-    return real_sql(where)
+    return real_sql(source)
 
 ingest._validation_sql = validation_sql
 root = Path(sys.argv[1])
@@ -172,7 +172,7 @@ def test_killed_between_validation_chunks_of_one_file_the_next_run_is_correct(tm
     """Deterministic form of a kill mid-validation: the process dies after two of the many
     validation chunks of one file. That file must not count as validated."""
     root = project(tmp_path / "p")
-    write_events(root / "landing" / "big.jsonl", range(3000))  # 9000 records, 9 chunks
+    write_events(root / "landing" / "big.jsonl", range(3000))  # 9000 records, 9 validation chunks
     proc = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_CHUNKS, str(root)], env=hermetic_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 137, proc.stderr
