@@ -660,7 +660,7 @@ def _validation_sql(source: str) -> str:
     Each check is a boolean column; only the few failing records build their messages
     (CASE evaluates a branch only for the rows that take it), so valid records pay for
     one JSON parse and a handful of comparisons. The raw text is kept (`raw_record`) only
-    for rejected records and closes (see the module docstring).
+    for rejected records, closes and ids repeated in the block (see the module docstring).
     """
     parsed_fields = (*EVENT_FIELDS, *PLATFORM_FIELDS)
     struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in parsed_fields) + "}"
@@ -873,9 +873,15 @@ def _validation_sql(source: str) -> str:
         {platform_cols},
         CASE event_type_norm {rank_cases} END AS kind_rank
     FROM flagged
+    ),
+    -- ids delivered more than once in this block: a conflict among them needs their text
+    -- (conflicts across blocks or files have it re-read from the file)
+    repeated_ids AS (
+        SELECT j.event_id FROM structs WHERE j.event_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
     )
     SELECT * EXCLUDE (raw),
-        CASE WHEN reason_code IS NOT NULL OR event_type = 'conversation.closed' THEN raw END AS raw_record
+        CASE WHEN reason_code IS NOT NULL OR event_type = 'conversation.closed'
+                  OR event_id IN (SELECT event_id FROM repeated_ids) THEN raw END AS raw_record
     FROM checked
     """
 
