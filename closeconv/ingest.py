@@ -377,7 +377,10 @@ def _stage_jsonl(f: LandingFile, sink: RecordSink) -> None:
             return
         table = pa.table({name: pa.chunked_array([g[i] for g in group]) for i, name in enumerate(("line", "raw", "utf8_ok"))})
         group.clear()
-        sink.add(table, "SELECT line, raw, utf8_ok AS is_json_text FROM _block WHERE trim(raw, ' \t') <> ''")
+        # Blank lines (spaces and tabs only) are not records. trim() with a character set costs
+        # 2 s per million lines; a line starting with neither (almost all) needs no trim.
+        sink.add(table, "SELECT line, raw, utf8_ok AS is_json_text FROM _block "
+                        "WHERE (raw <> '' AND left(raw, 1) NOT IN (' ', '\t')) OR trim(raw, ' \t') <> ''")
 
     for first_line, lines, text, utf8_ok in _jsonl_blocks(f.path):
         if first_line == 1:
