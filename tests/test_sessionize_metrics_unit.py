@@ -44,7 +44,7 @@ def write_jsonl(folder: Path, name: str, events: list) -> Path:
 
 
 def build(landing: Path, tz: str = "UTC") -> duckdb.DuckDBPyConnection:
-    """landing folder → raw_records → valid_events → sessionized `events` → metrics tables."""
+    """landing folder → validated_records → valid_events → sessionized `events` → metrics tables."""
     con = connect_memory()
     stage_landing_files(con, landing)
     build_events(con)
