@@ -1,11 +1,14 @@
-"""Landing folder → raw records → validated, deduplicated events plus quarantine.
+"""Landing folder → validated records → deduplicated events plus quarantine.
 
 Every input record ends up in exactly one place: loaded, dropped as an exact duplicate
 (counted), or quarantined in `rejected_events` with its file, line, raw text and a reason.
 
-Files are parsed once and cached in the staging database by fingerprint (size + mtime), so
-a run re-reads only new or changed files; validation and deduplication then run over the
-whole set, which keeps the result a function of the set of events, not of file batching.
+Files are parsed and validated in one pass, block by block straight from Arrow, and cached
+in the staging database by fingerprint (size + mtime), so a run re-reads only new or changed
+files; deduplication then runs over the whole set, which keeps the result a function of the
+set of events, not of file batching. A record's raw text is kept only where a person may
+need it: rejected records and closes (an orphan close is known only after sessionizing);
+a conflicting duplicate (known only across files) has its text re-read from its file.
 All record-level work is vectorized in DuckDB; Python only touches files.
 """
 
@@ -21,6 +24,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -83,6 +87,11 @@ codecs.register_error("closeconv-mark-bad-bytes", _mark_bad_bytes)
 codecs.register(_find_marked_utf8)
 
 
+def _fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}"
+
+
 @dataclass(frozen=True)
 class LandingFile:
     path: Path
@@ -124,8 +133,7 @@ def _event_files(root: Path) -> tuple[dict[str, LandingFile], list[str]]:
         if fmt is None:
             ignored.append(rel)
             continue
-        st = path.stat()
-        files[rel] = LandingFile(path, rel, fmt, f"{st.st_size}:{st.st_mtime_ns}:{PARSER_VERSION}")
+        files[rel] = LandingFile(path, rel, fmt, _fingerprint(path))
     return files, ignored
 
 
@@ -143,77 +151,127 @@ def discover_landing_files(landing_dir: Path, archive_dir: Path | None = None) -
 
 
 # --------------------------------------------------------------------------------------
-# Raw records: one row per input record, cached per file
+# Staging cache: one validated row per input record, cached per file version
 
 
-def _ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+class RecordSink(Protocol):
+    """Where a reader sends a file's records, block by block.
+
+    `select` reads the registered Arrow table `_block` and yields (line, raw, is_json_text):
+    the record's line number, its text (NULL: an empty record), and whether that text is the
+    record as JSON (false: a CSV row of another width, or a record that is not UTF-8)."""
+
+    def add(self, block: pa.Table, select: str) -> None: ...
+
+    def restart(self) -> None:
+        """Forget what was added: the reader starts the file again from line 1."""
+
+
+class RecordTable:
+    """A sink that inserts records into `table` (file, line, raw, is_json_text), optionally
+    only the given line numbers (re-reading a few records' text)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, file: str, table: str = "raw_records",
+                 lines: list[int] | None = None):
+        self.con, self.file, self.table = con, file, table
+        self.where = "true"
+        if lines is not None:
+            con.register("_wanted_lines", pa.table({"line": pa.array(lines, pa.int64())}))
+            self.where = "line IN (SELECT line FROM _wanted_lines)"
+
+    def add(self, block: pa.Table, select: str) -> None:
+        self.con.register("_block", block)
+        self.con.execute(f"INSERT INTO {self.table} SELECT ?, line, raw, is_json_text FROM ({select}) WHERE {self.where}",
+                         [self.file])
+        self.con.unregister("_block")
+
+    def restart(self) -> None:
+        self.con.execute(f"DELETE FROM {self.table} WHERE file = ?", [self.file])
+
+
+class _ValidatingSink:
+    """Validates each block as it is read, into `validated_records` (the caller's transaction)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, file: str):
+        self.con, self.file, self.records = con, file, 0
+
+    def add(self, block: pa.Table, select: str) -> None:
+        # Chunks of VALIDATION_CHUNK_ROWS bound the memory of the parse stage whatever the block.
+        for start in range(0, block.num_rows, VALIDATION_CHUNK_ROWS):
+            self.con.register("_block", block.slice(start, VALIDATION_CHUNK_ROWS))
+            source = (f"(SELECT {_sql_string(self.file)} AS file, line, raw, is_json_text, "
+                      f"NULL::VARCHAR AS file_error FROM ({select}))")
+            self.records += self.con.execute(_validation_sql(source)).fetchone()[0]
+            self.con.unregister("_block")
+
+    def add_unreadable(self, file_error: str) -> None:
+        source = (f"(SELECT {_sql_string(self.file)} AS file, 0::BIGINT AS line, NULL::VARCHAR AS raw, "
+                  f"FALSE AS is_json_text, {_sql_string(file_error)} AS file_error)")
+        self.records += self.con.execute(_validation_sql(source)).fetchone()[0]
+
+    def restart(self) -> None:
+        self.con.execute("DELETE FROM validated_records WHERE file = ?", [self.file])
+        self.records = 0
+
+
+def _ensure_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """`landing_files` (one row per parsed file version) and the per-file validation cache.
+
+    A file's validated records count only once `landing_files` names its version: both are
+    written in the same transaction, so a run killed mid-file leaves no half-read file. The
+    cache is emptied whenever the validation rules themselves change (records are validated
+    as they are read, so every file is then read again)."""
     con.sql(
         """
         CREATE TABLE IF NOT EXISTS landing_files (
             file VARCHAR PRIMARY KEY, fingerprint VARCHAR, format VARCHAR,
-            records BIGINT, parsed_at TIMESTAMPTZ, file_error VARCHAR)
+            records BIGINT, parsed_at TIMESTAMPTZ, file_error VARCHAR, path VARCHAR)
         """
     )
-    con.sql(
-        """
-        CREATE TABLE IF NOT EXISTS raw_records (
-            file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)
-        """
-    )
-    _ensure_validated_table(con)
-
-
-def _ensure_validated_table(con: duckdb.DuckDBPyConnection) -> None:
-    """The per-file validation cache; emptied whenever the validation rules themselves change.
-
-    A file's validated records count only once `validated_files` names its version: both are
-    written in the same transaction, so a run killed mid-file leaves no half-validated file."""
-    sql = _validation_sql("false")
+    sql = _validation_sql(_NO_RECORDS)
     rules_version = hashlib.sha256(sql.encode()).hexdigest()[:16]
     con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     known = con.sql("SELECT value FROM staging_meta WHERE key = 'validation_rules'").fetchall()
     with transaction(con):
         if known and known[0][0] != rules_version:
             con.sql("DROP TABLE IF EXISTS validated_records")
-            con.sql("DROP TABLE IF EXISTS validated_files")
+            con.sql("DELETE FROM landing_files")
         con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
-        con.sql("CREATE TABLE IF NOT EXISTS validated_files (file VARCHAR PRIMARY KEY, fingerprint VARCHAR, records BIGINT)")
         con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
 
 
+_NO_RECORDS = ("(SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS raw, "
+               "NULL::BOOLEAN AS is_json_text, NULL::VARCHAR AS file_error WHERE false)")
+
+
 def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    for table in ("raw_records", "validated_records", "validated_files", "landing_files"):
+    for table in ("validated_records", "landing_files"):
         con.sql(f"DELETE FROM {table} WHERE file = ?", params=[name])
 
 
-def _files_out_of_step(con: duckdb.DuckDBPyConnection, bookkeeping: str, records: str) -> list[str]:
-    """Files whose row count in `records` is not the count `bookkeeping` holds for them, or that
-    have rows but no bookkeeping (the two tables are staging's own, never user input)."""
+def _files_out_of_step(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Files whose row count in `validated_records` is not the count `landing_files` holds for
+    them, or that have rows but no bookkeeping (both tables are staging's own, never user input)."""
     return [r[0] for r in con.sql(
-        f"""
-        SELECT b.file FROM {bookkeeping} b
-        LEFT JOIN (SELECT file, count(*) AS n FROM {records} GROUP BY file) r USING (file)
+        """
+        SELECT b.file FROM landing_files b
+        LEFT JOIN (SELECT file, count(*) AS n FROM validated_records GROUP BY file) r USING (file)
         WHERE coalesce(r.n, 0) <> b.records
         UNION
-        SELECT r.file FROM (SELECT DISTINCT file FROM {records}) r ANTI JOIN {bookkeeping} USING (file)
+        SELECT r.file FROM (SELECT DISTINCT file FROM validated_records) r ANTI JOIN landing_files USING (file)
         """
     ).fetchall()]
 
 
 def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
     """A cache entry whose row count disagrees with its own bookkeeping is forgotten (and redone)."""
-    damaged = _files_out_of_step(con, "landing_files", "raw_records")
-    unvalidated = _files_out_of_step(con, "validated_files", "validated_records")
+    damaged = _files_out_of_step(con)
     with transaction(con):
         for name in damaged:
             _forget_file(con, name)
-        for name in unvalidated:
-            con.sql("DELETE FROM validated_records WHERE file = ?", params=[name])
-            con.sql("DELETE FROM validated_files WHERE file = ?", params=[name])
-    if damaged or unvalidated:
+    if damaged:
         progress_logger.warning(
-            f"staging cache: {len(damaged)} parsed and {len(unvalidated)} validated file(s) were incomplete "
-            "(an interrupted run?); redoing them"
+            f"staging cache: {len(damaged)} file(s) were incomplete (an interrupted run?); redoing them"
         )
 
 
@@ -308,10 +366,10 @@ def _jsonl_blocks(path: Path):
         yield first_line, lines, text, utf8_ok
 
 
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
-    # Blocks are inserted in groups of about _INSERT_BYTES of text: each INSERT has a fixed cost
-    # (one per 16 MB block cost 2.4 s per million lines, one of 1M lines 1.4 s), and a group bounds
-    # the memory held whatever the length of the lines.
+def _stage_jsonl(f: LandingFile, sink: RecordSink) -> None:
+    # Blocks go to the sink in groups of about _INSERT_BYTES of text: each statement has a fixed
+    # cost (one per 16 MB block cost 2.4 s per million lines, one of 1M lines 1.4 s), and a group
+    # bounds the memory held whatever the length of the lines.
     group: list[tuple[pa.Array, pa.Array, pa.Array]] = []
 
     def insert() -> None:
@@ -319,19 +377,17 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
             return
         table = pa.table({name: pa.chunked_array([g[i] for g in group]) for i, name in enumerate(("line", "raw", "utf8_ok"))})
         group.clear()
-        con.register("_jsonl_batch", table)
-        con.sql(
-            "INSERT INTO raw_records SELECT ?, line, raw, utf8_ok FROM _jsonl_batch WHERE trim(raw, ' \t') <> ''",
-            params=[f.name],
-        )
-        con.unregister("_jsonl_batch")
+        # Blank lines (spaces and tabs only) are not records. trim() with a character set costs
+        # 2 s per million lines; a line starting with neither (almost all) needs no trim.
+        sink.add(table, "SELECT line, raw, utf8_ok AS is_json_text FROM _block "
+                        "WHERE (raw <> '' AND left(raw, 1) NOT IN (' ', '\t')) OR trim(raw, ' \t') <> ''")
 
     for first_line, lines, text, utf8_ok in _jsonl_blocks(f.path):
         if first_line == 1:
             # The splitting fallback restarts at line 1 after the fast reader failed on a
             # later block: drop what the fast reader staged, or those lines would count twice.
             group.clear()
-            con.sql("DELETE FROM raw_records WHERE file = ?", params=[f.name])
+            sink.restart()
         group.append((lines, text, utf8_ok))
         if sum(g[1].nbytes for g in group) >= _INSERT_BYTES:
             insert()
@@ -424,7 +480,7 @@ def _read_csv_blocks(path, names, use_threads, encoding, keep_aside, invalid):
             block_size *= 8
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
+def _stage_csv(f: LandingFile, sink: RecordSink) -> None:
     """Rows → JSON objects keyed by the header, numbered by the line each row starts on.
 
     All in pyarrow and DuckDB: a multi-line value, a row of the wrong width or a byte that is
@@ -456,23 +512,21 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
     breaks[invalid_at] = [text.count("\n") + text.count("\r") - text.count("\r\n") for _, text in invalid]
     starts = header_lines + 1 + np.arange(total, dtype=np.int64) + np.cumsum(breaks) - breaks
     table = table.append_column("__line", pa.array(starts[valid_at]))
-    _insert_rows_as_json(con, f.name, table, names, csv_rows=True, marked=marked)
+    _add_rows_as_json(sink, table, names, csv_rows=True, marked=marked)
     bad = [(int(starts[at]), text) for at, (_, text) in zip(invalid_at, invalid) if text.strip(" \t\r\n")]
-    _insert_malformed_rows(con, f.name, bad)
+    _add_malformed_rows(sink, bad)
 
 
-def _insert_malformed_rows(con: duckdb.DuckDBPyConnection, file: str, rows: list[tuple[int, str]]) -> None:
+def _add_malformed_rows(sink: RecordSink, rows: list[tuple[int, str]]) -> None:
     """Rows whose width differs from the header's: not JSON text, so validation quarantines them."""
     if not rows:
         return
-    con.register("_csv_bad", pa.table({"line": [r[0] for r in rows], "raw": [r[1] for r in rows]}))
-    con.sql("INSERT INTO raw_records SELECT ?, line, raw, FALSE FROM _csv_bad", params=[file])
-    con.unregister("_csv_bad")
+    table = pa.table({"line": pa.array([r[0] for r in rows], pa.int64()), "raw": pa.array([r[1] for r in rows], pa.string())})
+    sink.add(table, "SELECT line, raw, FALSE AS is_json_text FROM _block")
 
 
-def _insert_rows_as_json(
-    con: duckdb.DuckDBPyConnection, file: str, table: pa.Table, names: list[str], csv_rows: bool = False,
-    marked: bool = False,
+def _add_rows_as_json(
+    sink: RecordSink, table: pa.Table, names: list[str], csv_rows: bool = False, marked: bool = False,
 ) -> None:
     """Insert each row as a JSON object keyed by `names` (columns by position; `__line` last).
 
@@ -493,23 +547,18 @@ def _insert_rows_as_json(
     table = pa.table([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
     pairs = ", ".join(f"{_sql_string(n)}, {a}" for n, a in zip(names, aliases))
     blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if csv_rows else ""
-    con.register("_rows", table)
-    con.sql(
-        f"INSERT INTO raw_records SELECT ?, __line, json_object({pairs})::VARCHAR, __utf8_ok FROM _rows "
-        f"WHERE NOT ({blank or 'false'})",
-        params=[file],
-    )
-    con.unregister("_rows")
+    sink.add(table, f"SELECT __line AS line, json_object({pairs})::VARCHAR AS raw, __utf8_ok AS is_json_text "
+                    f"FROM _block WHERE NOT ({blank or 'false'})")
 
 
-def _stage_parquet(con: duckdb.DuckDBPyConnection, f: LandingFile) -> None:
+def _stage_parquet(f: LandingFile, sink: RecordSink) -> None:
     parquet = pq.ParquetFile(f.path)
     names = _unique_names(parquet.schema_arrow.names)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
         rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
         table = pa.Table.from_batches([batch]).append_column("__line", rows)
-        _insert_rows_as_json(con, f.name, table, names)
+        _add_rows_as_json(sink, table, names)
         first_row += batch.num_rows
 
 
@@ -522,18 +571,18 @@ _READ_ERRORS = (duckdb.Error, pa.ArrowException, OSError, EOFError, UnicodeDecod
 def _restage_file(
     con: duckdb.DuckDBPyConnection, f: LandingFile, now: datetime, file_error: str | None = None
 ) -> None:
-    """Replace one file's raw records in one transaction: its records, or one unreadable-file record."""
+    """Replace one file's validated records in one transaction: its records, or one unreadable-file record."""
     con.sql("BEGIN TRANSACTION")
     try:
         _forget_file(con, f.name)
+        sink = _ValidatingSink(con, f.name)
         if file_error is None:
-            _STAGERS[f.fmt](con, f)
+            _STAGERS[f.fmt](f, sink)
         else:
-            con.sql("INSERT INTO raw_records VALUES (?, 0, NULL, FALSE)", params=[f.name])
-        records = con.sql("SELECT count(*) FROM raw_records WHERE file = ?", params=[f.name]).fetchall()[0][0]
+            sink.add_unreadable(file_error)
         con.sql(
-            "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?)",
-            params=[f.name, f.fingerprint, f.fmt, records, now, file_error],
+            "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params=[f.name, f.fingerprint, f.fmt, sink.records, now, file_error, str(f.path.absolute())],
         )
         con.sql("COMMIT")
     except BaseException:
@@ -542,11 +591,11 @@ def _restage_file(
 
 
 def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archive_dir: Path | None = None) -> IngestStats:
-    """Bring `raw_records` in line with the landing folder: parse new or changed files only.
+    """Bring `validated_records` in line with the landing folder: read new or changed files only.
 
     Files of an unknown type are listed in `landing_unknown_files` (counted in the summary and
     in `pipeline_runs`), never skipped silently."""
-    _ensure_raw_tables(con)
+    _ensure_staging_tables(con)
     _drop_damaged_cache_entries(con)
     files, ignored = discover_landing_files(landing_dir, archive_dir)
     stats = IngestStats(files_total=len(files), files_ignored=ignored)
@@ -556,6 +605,13 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
     with transaction(con):
         for gone in sorted(set(known) - present):
             _forget_file(con, gone)
+        # Where each known file is now (moved to the archive folder?): a conflicting duplicate's
+        # text is re-read from there.
+        con.register("_file_paths", pa.table({"file": [f.name for f in files],
+                                              "path": [str(f.path.absolute()) for f in files]}))
+        con.sql("UPDATE landing_files lf SET path = p.path FROM _file_paths p "
+                "WHERE lf.file = p.file AND lf.path IS DISTINCT FROM p.path")
+        con.unregister("_file_paths")
     now = datetime.now(timezone.utc)
     for f in files:
         if known.get(f.name) == f.fingerprint:
@@ -569,8 +625,27 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
             file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
             _restage_file(con, f, now, file_error)
         stats.files_parsed += 1
-    stats.records_read = con.sql("SELECT count(*) FROM raw_records").fetchall()[0][0]
+    stats.records_read = con.sql("SELECT coalesce(sum(records), 0) FROM landing_files").fetchall()[0][0]
     return stats
+
+
+def _reread_raw_text(con: duckdb.DuckDBPyConnection, file: str, lines: list[int]) -> pa.Table | None:
+    """(line, raw) of the given records, read again from the file; None if the file is gone or
+    is no longer the version that was validated (the next run reads it again anyway)."""
+    path, fmt, fingerprint = con.sql(
+        "SELECT path, format, fingerprint FROM landing_files WHERE file = ?", params=[file]).fetchall()[0]
+    try:
+        if path is None or _fingerprint(Path(path)) != fingerprint:
+            return None
+        scratch = duckdb.connect()
+        try:
+            scratch.sql("CREATE TABLE raw_records (file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)")
+            _STAGERS[fmt](LandingFile(Path(path), file, fmt, fingerprint), RecordTable(scratch, file, lines=lines))
+            return scratch.sql("SELECT line, raw FROM raw_records").arrow().read_all()
+        finally:
+            scratch.close()
+    except _READ_ERRORS:
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -581,12 +656,14 @@ def _sql_list(values) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _validation_sql(where: str = "true") -> str:
-    """One pass over raw_records: typed candidate events, or the problems that reject them.
+def _validation_sql(source: str) -> str:
+    """One pass over `source` (file, line, raw, is_json_text, file_error): typed candidate
+    events, or the problems that reject them, into `validated_records`.
 
     Each check is a boolean column; only the few failing records build their messages
     (CASE evaluates a branch only for the rows that take it), so valid records pay for
-    one JSON parse and a handful of comparisons.
+    one JSON parse and a handful of comparisons. The raw text is kept (`raw_record`) only
+    for rejected records, closes and ids repeated in the block (see the module docstring).
     """
     parsed_fields = (*EVENT_FIELDS, *PLATFORM_FIELDS)
     struct = "{" + ", ".join(f'"{name}": "VARCHAR"' for name in parsed_fields) + "}"
@@ -683,10 +760,11 @@ def _validation_sql(where: str = "true") -> str:
 
     return f"""
     INSERT INTO validated_records
-    -- MATERIALIZED stages: DuckDB would otherwise inline the parsed struct into every
-    -- reference and parse each record once per field instead of once.
-    WITH parsed AS MATERIALIZED (
-        SELECT r.file, r.line, r.raw, lf.file_error,
+    -- The parse stage is MATERIALIZED: DuckDB would otherwise inline the parsed struct into
+    -- every reference and parse each record once per field instead of once. The later stages
+    -- are cheap expressions; materializing them too only copied every row again.
+    WITH parsed AS (
+        SELECT r.file, r.line, r.raw, r.file_error,
             r.is_json_text AND r.raw IS NOT NULL AND json_valid(r.raw) AS is_json,
             CASE WHEN r.raw IS NULL THEN 'empty'
                  -- A CSV row of the header's width is staged as a JSON object even when a value
@@ -696,10 +774,9 @@ def _validation_sql(where: str = "true") -> str:
                  WHEN NOT r.is_json_text THEN 'bad_encoding'
                  WHEN r.raw LIKE '{{%' OR r.raw LIKE '[%' THEN 'jsonish'
                  ELSE 'text' END AS raw_shape
-        FROM raw_records r LEFT JOIN landing_files lf USING (file)
-        WHERE {where}
+        FROM {source} r
     ),
-    objects AS MATERIALIZED (
+    objects AS (
         -- Valid JSON whose first non-blank character is '{{' is an object: no json_type parse.
         SELECT file, line, raw, file_error, raw_shape, is_json,
             CASE WHEN NOT is_json THEN NULL
@@ -712,8 +789,8 @@ def _validation_sql(where: str = "true") -> str:
         SELECT *, CASE WHEN json_kind = 'OBJECT' THEN from_json(raw, '{struct}') END AS j
         FROM objects
     ),
-    fields AS MATERIALIZED (
-        SELECT file, line, raw_shape, is_json, json_kind, file_error, j,
+    fields AS (
+        SELECT file, line, raw, raw_shape, is_json, json_kind, file_error, j,
             {jtype_cols},
             CASE WHEN lower(trim(j.event_type)) = 'contact.assignee.updated'
                  THEN json_exists(raw, '$.assignee_id') END AS has_assignee_field
@@ -723,7 +800,7 @@ def _validation_sql(where: str = "true") -> str:
         SELECT *, {text_cols}
         FROM fields
     ),
-    typed AS MATERIALIZED (
+    typed AS (
         SELECT *,
             lower(trim(event_type_txt)) AS event_type_norm,
             -- integer text only: DuckDB would round '1772442000000.6' to a whole number
@@ -736,7 +813,7 @@ def _validation_sql(where: str = "true") -> str:
             END AS allowed_sources
         FROM texts
     ),
-    timed AS MATERIALIZED (
+    timed AS (
         SELECT *,
             CASE
                 WHEN epoch_ms IS NOT NULL THEN
@@ -756,11 +833,12 @@ def _validation_sql(where: str = "true") -> str:
                 AS occurred_at_ts
         FROM timed
     ),
-    flagged AS MATERIALIZED (
+    flagged AS (
         SELECT *, {flag_cols}
         FROM ranged
-    )
-    SELECT file, line,
+    ),
+    checked AS (
+    SELECT file, line, raw,
         CASE
             WHEN file_error IS NOT NULL THEN [file_error]
             WHEN NOT is_json THEN [CASE
@@ -798,6 +876,16 @@ def _validation_sql(where: str = "true") -> str:
         {platform_cols},
         CASE event_type_norm {rank_cases} END AS kind_rank
     FROM flagged
+    ),
+    -- ids delivered more than once in this block: a conflict among them needs their text
+    -- (conflicts across blocks or files have it re-read from the file)
+    repeated_ids AS (
+        SELECT j.event_id FROM structs WHERE j.event_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
+    )
+    SELECT * EXCLUDE (raw),
+        CASE WHEN reason_code IS NOT NULL OR event_type = 'conversation.closed'
+                  OR event_id IN (SELECT event_id FROM repeated_ids) THEN raw END AS raw_record
+    FROM checked
     """
 
 
@@ -807,32 +895,10 @@ CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "ev
 
 
 def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
-    """Create temp tables `valid_events` (unique event ids) and `rejections` from raw_records."""
+    """Create temp tables `valid_events` (unique event ids) and `rejections` from validated_records
+    (which `stage_landing_files` keeps in line with the landing folder)."""
     stats = stats or IngestStats()
-    _ensure_raw_tables(con)
-    # Validation is per record, so it is cached per file version like parsing: only files not
-    # validated yet are validated. Chunks of about VALIDATION_CHUNK_ROWS records keep the
-    # materialized stages in memory; one statement over tens of millions spills to disk.
-    pending = con.sql(
-        """
-        SELECT lf.file, lf.fingerprint, lf.records FROM landing_files lf
-        ANTI JOIN validated_files vf ON vf.file = lf.file AND vf.fingerprint = lf.fingerprint
-        ORDER BY 1
-        """
-    ).fetchall()
-    for file, fingerprint, records in pending:
-        escaped = file.replace("'", "''")
-        chunks = con.sql(
-            f"SELECT min(line), max(line) FROM raw_records WHERE file = ? "
-            f"GROUP BY line // {VALIDATION_CHUNK_ROWS} ORDER BY 1",
-            params=[file],
-        ).fetchall()
-        # One transaction per file: its records and its `validated_files` row land together.
-        with transaction(con):
-            con.sql("DELETE FROM validated_records WHERE file = ?", params=[file])
-            for first, last in chunks:
-                con.sql(_validation_sql(f"r.file = '{escaped}' AND r.line BETWEEN {int(first)} AND {int(last)}"))
-            con.sql("INSERT OR REPLACE INTO validated_files VALUES (?, ?, ?)", params=[file, fingerprint, records])
+    _ensure_staging_tables(con)
     con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
@@ -871,6 +937,7 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
         GROUP BY c.event_id
         """
     )
+    _keep_conflicting_raw_text(con)
     con.sql(
         f"""
         CREATE OR REPLACE TEMP VIEW valid_events AS
@@ -891,18 +958,17 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE rejections AS
-        SELECT v.file, v.line, r.raw AS raw_record, v.event_id, v.reason_code,
+        SELECT v.file, v.line, v.raw_record, v.event_id, v.reason_code,
                array_to_string(v.problems, '; ') AS reason
-        FROM validated v LEFT JOIN raw_records r USING (file, line)
+        FROM validated v
         WHERE v.reason_code IS NOT NULL
         UNION ALL
-        SELECT c.file, c.line, r.raw, c.event_id, 'conflicting_duplicate',
+        SELECT c.file, c.line, c.raw_record, c.event_id, 'conflicting_duplicate',
                'conflict: event_id ''' || c.event_id || ''' was delivered ' || g.deliveries
                || ' times with different content (differs in ' || array_to_string(g.differing_fields, ', ')
                || '); no version was loaded. Re-deliver the correct version with a new event_id, '
                || 'or remove the wrong one from the landing folder'
         FROM candidates c JOIN conflicts g USING (event_id)
-        LEFT JOIN raw_records r ON r.file = c.file AND r.line = c.line
         """
     )
     stats.records_read = con.sql("SELECT count(*) FROM validated").fetchall()[0][0]
@@ -914,11 +980,32 @@ def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | Non
     return stats
 
 
+def _keep_conflicting_raw_text(con: duckdb.DuckDBPyConnection) -> None:
+    """Conflicting versions are quarantined with their raw text, which validation kept only for
+    rejects and closes: read it again from their files, once (it is stored with the record)."""
+    missing = con.sql(
+        """
+        SELECT v.file, list(v.line ORDER BY v.line) FROM validated_records v JOIN conflicts USING (event_id)
+        WHERE v.reason_code IS NULL AND v.raw_record IS NULL
+        GROUP BY v.file ORDER BY v.file
+        """
+    ).fetchall()
+    for file, lines in missing:
+        texts = _reread_raw_text(con, file, lines)
+        if texts is None:
+            continue
+        con.register("_reread", texts)
+        with transaction(con):
+            con.execute("UPDATE validated_records v SET raw_record = r.raw FROM _reread r "
+                        "WHERE v.file = ? AND v.line = r.line", [file])
+        con.unregister("_reread")
+
+
 # --------------------------------------------------------------------------------------
 # Full refresh: forget the per-file caches so the next staging reads every file again
 # --------------------------------------------------------------------------------------
 
-STAGING_CACHE_TABLES = ("raw_records", "validated_records", "validated_files", "landing_files")
+STAGING_CACHE_TABLES = ("validated_records", "landing_files")
 
 
 def forget_staging_caches(con: duckdb.DuckDBPyConnection) -> None:

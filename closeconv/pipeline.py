@@ -36,7 +36,7 @@ class EventCounts:
 
 
 def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None = None) -> EventCounts:
-    """raw_records → `events` (validated, deduplicated, sessionized) and `rejected_events`."""
+    """validated_records → `events` (deduplicated, sessionized) and `rejected_events`."""
     stats = validate_and_dedupe(con)
     auto_closes = apply_auto_close(con, auto_close_hours)
     sessionize(con)

@@ -104,7 +104,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                    -- derived events (auto-closes) were read from no file: they are not records
                    (SELECT count(*) FROM events WHERE source_file IS NOT NULL) AS loaded,
                    (SELECT count(*) FROM rejected_events) AS rejected,
-                   (SELECT count(*) FROM raw_records) AS staged
+                   (SELECT coalesce(sum(records), 0) FROM landing_files) AS staged
         )
         SELECT loaded || ' loaded + ' || duplicates || ' duplicates + ' || rejected || ' rejected != '
                || read || ' records read (' || staged || ' staged)' AS problem

@@ -165,7 +165,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             FROM _ordered s JOIN _sessions x USING (event_order)
             WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
         )
-        SELECT o.source_file AS file, o.source_line AS line, r.raw AS raw_record, o.event_id,
+        SELECT o.source_file AS file, o.source_line AS line, r.raw_record, o.event_id,
             'orphan_close' AS reason_code,
             replace(replace('{ORPHAN_CLOSE_REASON.replace("'", "''")}', '{{contact}}', o.contact_id),
                     '{{at}}', strftime(o.occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ'))
@@ -177,6 +177,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                END AS reason
         FROM orphans o
         ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.event_order < o.event_order
-        LEFT JOIN raw_records r ON r.file = o.source_file AND r.line = o.source_line
+        -- validation keeps the raw text of every close (closeconv/ingest.py)
+        LEFT JOIN validated_records r ON r.file = o.source_file AND r.line = o.source_line
         """
     )

@@ -523,8 +523,8 @@ def test_records_cached_by_an_older_reader_are_read_again(tmp_path):
                                       b'"occurred_at":"2026-03-02T09:00:00Z","contact_id":"c1"}\n\t\n')
     con = duckdb.connect(str(tmp_path / "staging.duckdb"))
     stage_landing_files(con, landing)
-    # As an older reader would have left it: the tab-only line staged as a record.
-    con.sql("INSERT INTO raw_records VALUES ('a.jsonl', 2, '\t', TRUE)")
+    # As an older reader would have left it: the tab-only line staged (and rejected) as a record.
+    con.sql("INSERT INTO validated_records (file, line, reason_code, raw_record) VALUES ('a.jsonl', 2, 'invalid_json', '\t')")
     con.sql("UPDATE landing_files SET fingerprint = replace(fingerprint, ?, 'p1'), records = 2", params=[PARSER_VERSION])
     stats = stage_landing_files(con, landing)
     assert stats.files_parsed == 1 and stats.records_read == 1

@@ -124,7 +124,7 @@ def test_damaged_or_outdated_staging_is_rebuilt_by_itself_with_a_message(tmp_pat
     # A cache entry that disagrees with its own bookkeeping (half a file validated): redone.
     con = duckdb.connect(str(staging))
     con.sql("DELETE FROM validated_records WHERE file = 'a.jsonl' AND line > 450")
-    con.sql("DELETE FROM raw_records WHERE file = 'b.jsonl' AND line > 300")
+    con.sql("DELETE FROM validated_records WHERE file = 'b.jsonl' AND line > 300")
     con.close()
     result = _run(root)
     assert "were incomplete" in result.output
@@ -154,12 +154,12 @@ from closeconv.commands.run import run_pipeline
 ingest.VALIDATION_CHUNK_ROWS = 1000  # many chunks in one file
 real_sql, chunks = ingest._validation_sql, []
 
-def validation_sql(where="true"):
-    if "BETWEEN" in where:
-        chunks.append(where)
+def validation_sql(source):
+    if "'big.jsonl'" in source:
+        chunks.append(source)
         if len(chunks) == 3:  # two chunks of big.jsonl done: die as SIGKILL would, no cleanup
             os._exit(137)
-    return real_sql(where)
+    return real_sql(source)
 
 ingest._validation_sql = validation_sql
 root = Path(sys.argv[1])
@@ -172,7 +172,7 @@ def test_killed_between_validation_chunks_of_one_file_the_next_run_is_correct(tm
     """Deterministic form of a kill mid-validation: the process dies after two of the many
     validation chunks of one file. That file must not count as validated."""
     root = project(tmp_path / "p")
-    write_events(root / "landing" / "big.jsonl", range(3000))  # 9000 records, 9 chunks
+    write_events(root / "landing" / "big.jsonl", range(3000))  # 9000 records, 9 validation chunks
     proc = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_CHUNKS, str(root)], env=hermetic_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 137, proc.stderr

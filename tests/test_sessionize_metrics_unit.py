@@ -44,7 +44,7 @@ def write_jsonl(folder: Path, name: str, events: list) -> Path:
 
 
 def build(landing: Path, tz: str = "UTC") -> duckdb.DuckDBPyConnection:
-    """landing folder → raw_records → valid_events → sessionized `events` → metrics tables."""
+    """landing folder → validated_records → valid_events → sessionized `events` → metrics tables."""
     con = connect_memory()
     stage_landing_files(con, landing)
     build_events(con)
@@ -254,23 +254,22 @@ def test_derived_conversation_ids_are_deterministic_and_order_independent(tmp_pa
     assert rows(run_events(tmp_path / "three", events), "SELECT event_id, conversation_id FROM events ORDER BY event_id") == ids1
 
 
-def test_derived_conversation_id_does_not_depend_on_raw_insert_order():
+def test_derived_conversation_id_does_not_depend_on_staged_row_order(tmp_path):
     events = _three_conversations()
+    write_jsonl(tmp_path, "f.jsonl", events)
 
-    def from_raw(order: list[int]) -> list[dict]:
+    def from_staged(order: str) -> list[dict]:
         con = connect_memory()
-        con.sql("CREATE TABLE landing_files (file VARCHAR, fingerprint VARCHAR, format VARCHAR, records BIGINT, "
-                "parsed_at TIMESTAMPTZ, file_error VARCHAR)")
-        con.sql("CREATE TABLE raw_records (file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)")
-        for i in order:
-            con.sql("INSERT INTO raw_records VALUES ('f.jsonl', ?, ?, TRUE)", params=[i + 1, json.dumps(events[i])])
+        stage_landing_files(con, tmp_path)
+        # The same validated records, stored in another physical order.
+        con.sql(f"CREATE TABLE reordered AS SELECT * FROM validated_records ORDER BY line {order}")
+        con.sql("DROP TABLE validated_records")
+        con.sql("ALTER TABLE reordered RENAME TO validated_records")
         validate_and_dedupe(con)
         sessionize(con)
         return rows(con, "SELECT event_id, conversation_id FROM sessionized_events ORDER BY event_id")
 
-    forward = from_raw(list(range(len(events))))
-    backward = from_raw(list(reversed(range(len(events)))))
-    assert forward == backward
+    assert from_staged("ASC") == from_staged("DESC")
 
 
 def test_explicit_conversation_id_is_kept(tmp_path):
@@ -609,7 +608,7 @@ def test_large_jsonl_with_invalid_utf8_is_staged_once(tmp_path):
     con = connect_memory()
     stats = stage_landing_files(con, landing)
     assert stats.records_read == n + 1
-    assert con.sql("SELECT count(*), count(DISTINCT line), min(line), max(line) FROM raw_records").fetchall() == [
+    assert con.sql("SELECT count(*), count(DISTINCT line), min(line), max(line) FROM validated_records").fetchall() == [
         (n + 1, n + 1, 1, n + 1)]
     stats = validate_and_dedupe(con, stats)
     assert stats.duplicates_dropped == 0

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML, YAMLError
 from closeconv.config import ConfigError
 from closeconv.contract import EVENT_FIELDS
 # The pipeline's own readers stage the rows (one CSV/JSON-lines reader in the project).
-from closeconv.ingest import _STAGERS, LandingFile, detect_format
+from closeconv.ingest import _STAGERS, LandingFile, RecordTable, detect_format
 
 MAPPED_FIELDS = tuple(f for f in EVENT_FIELDS)
 REQUIRED_MAPPED = ("event_type", "occurred_at", "contact_id")
@@ -386,7 +386,7 @@ def convert_file(mapping: SourceMapping, config_path: Path, path: Path, output: 
         con.sql("SET TimeZone = 'UTC'")
         con.sql("CREATE TABLE raw_records (file VARCHAR, line BIGINT, raw VARCHAR, is_json_text BOOLEAN)")
         st = path.stat()
-        _STAGERS[fmt](con, LandingFile(path, path.name, fmt, f"{st.st_size}:{st.st_mtime_ns}"))
+        _STAGERS[fmt](LandingFile(path, path.name, fmt, f"{st.st_size}:{st.st_mtime_ns}"), RecordTable(con, path.name))
         return _convert(con, mapping, config_path, path, output, rejects)
     finally:
         con.close()

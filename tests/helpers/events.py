@@ -80,7 +80,7 @@ def make_events_table(con: duckdb.DuckDBPyConnection, events: list[Ev], *, allow
         with open(landing / "test.jsonl", "w", encoding="utf-8") as fh:
             for i, e in enumerate(events):
                 fh.write(json.dumps(_record(e, e.event_id or f"e{i:06d}")) + "\n")
-        for table in ("events", "rejected_events", "landing_files", "raw_records", "validated_records"):
+        for table in ("events", "rejected_events", "landing_files", "validated_records"):
             con.sql(f"DROP TABLE IF EXISTS {table}")
         stage_landing_files(con, landing)
         counts = build_events(con)
