@@ -127,10 +127,12 @@ def generate(landing: Path, reference: Path, fmt: str, conversations: int, seed:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
-def closeconv_run(work: Path, landing: Path, reference: Path) -> RunResult:
+def closeconv_run(work: Path, landing: Path, reference: Path, memory_limit: str | None = None) -> RunResult:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECONV_") and k != "DAGSTER_HOME"}
     cmd = closeconv("run", "--landing", str(landing), "--warehouse", str(work / "warehouse.duckdb"),
                     "--workflows", str(ROOT / "workflows"), "--reference", str(reference), "--timezone", "UTC")
+    if memory_limit:
+        cmd += ["--memory-limit", memory_limit]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with TreePeakRss(proc.pid) as rss:
@@ -209,20 +211,21 @@ def dashboard_figures(warehouse: Path, repeat: int) -> dict[str, str]:
     }
 
 
-def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: int = 10) -> dict[str, str]:
+def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: int = 10,
+                   memory_limit: str | None = None) -> dict[str, str]:
     work = root / fmt
     landing, reference = work / "landing", work / "reference"
     landing.mkdir(parents=True)
     generate(landing, reference, fmt, conversations, seed=42)
     baseline = duckdb_load(work, landing, fmt)
-    full = closeconv_run(work, landing, reference)
+    full = closeconv_run(work, landing, reference, memory_limit)
     # 1% new events in a new file (another seed: new ids, new contacts), then the next run.
     extra = work / "extra"
     generate(extra, work / "reference-extra", fmt, max(1, conversations // 100), seed=4242)
     for i, path in enumerate(sorted(p for p in extra.rglob("*") if p.is_file())):
         shutil.move(path, landing / f"incremental-{i}-{path.name}")
     dashboard = dashboard_figures(work / "warehouse.duckdb", repeat=dashboard_repeat)
-    incremental = closeconv_run(work, landing, reference)
+    incremental = closeconv_run(work, landing, reference, memory_limit)
     row = {
         "events read": f"{full.records_read:,}",
         "full run: closeconv run (s)": f"{full.seconds:.2f}",
@@ -230,6 +233,7 @@ def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: i
         "ratio run / DuckDB load": f"{full.seconds / baseline:.1f}x",
         "events per second (run)": f"{full.records_read / full.seconds:,.0f}",
         "peak RSS, process tree (MiB)": f"{full.peak_rss / 2**20:,.0f}",
+        "memory limit (--memory-limit)": memory_limit or "none",
     }
     for asset in ASSETS:
         row[f"  asset {asset} (s)"] = f"{full.assets[asset]:.2f}" if asset in full.assets else "not reported"
@@ -261,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=[*FORMATS, "all"], default="jsonl")
     parser.add_argument("--replay-closes", type=parse_size, default=None,
                         help="closes for the replay figure (default: the number of conversations)")
+    parser.add_argument("--memory-limit", help="pass --memory-limit to both runs (e.g. 3GB): DuckDB spills past it")
     parser.add_argument("--dashboard-repeat", type=int, default=10,
                         help="timed runs of each dashboard page query (after one warm-up)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
@@ -274,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         columns = {}
         for fmt in formats:
             print(f"bench: {fmt}, {conversations:,} conversations …", file=sys.stderr, flush=True)
-            columns[fmt] = measure_format(root, fmt, conversations, args.dashboard_repeat)
+            columns[fmt] = measure_format(root, fmt, conversations, args.dashboard_repeat, args.memory_limit)
         closes_per_s = replay_closes_per_second(args.replay_closes or conversations)
         for column in columns.values():
             column["replay, unassign template (closes/s)"] = f"{closes_per_s:,.0f}"

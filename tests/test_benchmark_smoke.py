@@ -19,6 +19,7 @@ ROWS = [
     "ratio run / DuckDB load",
     "events per second (run)",
     "peak RSS, process tree (MiB)",
+    "memory limit (--memory-limit)",
     "asset landing_files (s)",
     "asset events (s)",
     "asset workflows (s)",
@@ -36,7 +37,7 @@ ROWS = [
     "replay, unassign template (closes/s)",
 ]
 # Rows that are not a single number.
-WORDS = {"dashboard: queries within target", "dashboard: slowest query (by median)"}
+WORDS = {"memory limit (--memory-limit)", "dashboard: queries within target", "dashboard: slowest query (by median)"}
 NUMBER = re.compile(r"^[\d,]+(\.\d+)?(x|%)?$")
 
 
