@@ -49,7 +49,7 @@ def _run_over_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: st
     con.register(_FRAME, _Stream(frame))
     try:
         if rows:
-            return pl.DataFrame(con.sql(sql))
+            return con.sql(sql).pl()  # not pl.DataFrame(relation): that path leaks nanobind objects (warnings at exit)
         con.execute(sql)
         return None
     finally:
