@@ -25,6 +25,9 @@ EVENT_KIND_RANK: dict[str, int] = {
     "contact.assignee.updated": 3,
     "conversation.closed": 4,
 }
+# The same rank as SQL over `events.event_type`. `events.event_order` is a position within the
+# contact; the global event order is `ORDER BY occurred_at, <this>, event_id` (docs/warehouse.md).
+EVENT_KIND_RANK_SQL = "CASE event_type " + " ".join(f"WHEN '{t}' THEN {r}" for t, r in EVENT_KIND_RANK.items()) + " END"
 
 # v1.1 added what respond.io really sends: `n8n` and `ai_agent` (automations, never a human
 # response: only source `user` is) wherever an automation can act, `growth_widget` as an opener.

@@ -61,13 +61,13 @@ class CheckOutcome:
 TABLE_CHECKS: tuple[TableCheck, ...] = (
     TableCheck(
         EVENTS_MATCH_CONTRACT, "events",
-        "Unique event ids and order, allowed types and sources, user_id where required, conflicts named.",
+        "Unique event ids, unique order per contact, allowed types and sources, user_id where required, conflicts named.",
         f"""
         SELECT 'event_id ' || event_id || ' appears ' || count(*) || ' times' AS problem
         FROM events GROUP BY event_id HAVING count(*) > 1
         UNION ALL
-        SELECT 'event_order ' || event_order || ' is shared by ' || count(*) || ' events'
-        FROM events GROUP BY event_order HAVING count(*) > 1
+        SELECT 'event_order ' || event_order || ' of contact ' || contact_id || ' is shared by ' || count(*) || ' events'
+        FROM events GROUP BY contact_id, event_order HAVING count(*) > 1
         UNION ALL
         SELECT 'event ' || coalesce(event_id, '(null)') || ': ' || CASE
                 WHEN event_id IS NULL THEN 'null event_id'

@@ -75,13 +75,15 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
     (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
     """
-    # The global order is computed on a narrow projection (sorting wide rows moves every
-    # summary along), then joined back once.
+    # event_order is the event's position within its contact (docs/warehouse.md): a late
+    # event renumbers only its own contact. Computed on a narrow projection (sorting wide rows
+    # moves every summary along), then joined back once.
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE _ordered AS
         WITH keys AS (
-            SELECT event_id, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS event_order
+            SELECT event_id, row_number() OVER (
+                PARTITION BY contact_id ORDER BY occurred_at, kind_rank, event_id) AS event_order
             FROM valid_events
         )
         SELECT v.*, k.event_order FROM valid_events v JOIN keys k USING (event_id)
@@ -113,6 +115,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT event_order, contact_id, opens, orphan,
             sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY event_order ROWS UNBOUNDED PRECEDING) AS session_no,
+            -- orphan closes leave `events`: the published order counts the events that stay
+            sum(orphan::INT) OVER (PARTITION BY contact_id ORDER BY event_order ROWS UNBOUNDED PRECEDING) AS orphans_so_far,
             (open_before = 1 OR opens) AND NOT orphan AS in_session
         FROM g
         """
@@ -120,12 +124,15 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     # Open and close events decide the boundaries; a given id only names the session (spec §4).
     # A session's candidate name is its first given id by event order; of the sessions whose
     # candidate is the same id (a thread id reused after a reopen, or by another contact), the
-    # earliest keeps it and the others get the derived id: nothing is ever merged.
+    # earliest keeps it and the others get the derived id: nothing is ever merged. "Earliest"
+    # compares sessions of different contacts, so it is by the first event's (occurred_at,
+    # kind rank, event_id), not by the per-contact event_order.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
         WITH sess AS (
-            SELECT contact_id, session_no, min(event_order) AS first_order,
+            SELECT contact_id, session_no,
+                arg_min({{'at': occurred_at, 'rank': kind_rank, 'id': event_id}}, event_order) AS first_event,
                 arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
                 {DERIVED_ID_SQL} AS derived_id
             FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
@@ -133,7 +140,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         )
         SELECT contact_id, session_no, candidate_id,
             CASE WHEN candidate_id IS NOT NULL
-                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_order) = 1
+                  AND row_number() OVER (PARTITION BY candidate_id
+                      ORDER BY first_event.at, first_event.rank, first_event.id) = 1
                  THEN candidate_id ELSE derived_id END AS session_conversation_id
         FROM sess
         """
@@ -148,8 +156,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             o.conversation_id AS given_conversation_id,
             {CONFLICT_SQL} AS conversation_id_conflict,
             o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
-            o.event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
-        FROM _ordered o JOIN _sessions x USING (event_order)
+            o.event_order - x.orphans_so_far AS event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
+        FROM _ordered o JOIN _sessions x USING (contact_id, event_order)
         LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
         WHERE NOT x.orphan
         """
@@ -158,11 +166,11 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE orphan_closes AS
         WITH orphans AS (
-            SELECT s.* FROM _ordered s JOIN _sessions x USING (event_order) WHERE x.orphan
+            SELECT s.* FROM _ordered s JOIN _sessions x USING (contact_id, event_order) WHERE x.orphan
         ),
         effective_closes AS (
             SELECT s.contact_id, s.event_order, s.event_id, s.occurred_at
-            FROM _ordered s JOIN _sessions x USING (event_order)
+            FROM _ordered s JOIN _sessions x USING (contact_id, event_order)
             WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
         )
         SELECT o.source_file AS file, o.source_line AS line, r.raw_record, o.event_id,

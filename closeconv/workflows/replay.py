@@ -164,9 +164,8 @@ def replay_workflows(
             runs, actions = replay_vectorized(trig, active)
         else:
             stats.engine = "sequential"
-            trig = trig.sort("event_order")
             runs, actions = replay_sequential(con, trig, active, users)
-            actions = reconcile(actions, trig, recorded.sort("rec_order"))
+            actions = reconcile(actions, trig, recorded)
         stats.trigger_events = trig.height
 
     write_tables(con, runs, actions, active, trig, recorded)

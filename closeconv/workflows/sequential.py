@@ -19,6 +19,12 @@ Open contacts of a user at an event = contacts assigned to them (merged timeline
 conversation is open at that event; the event itself counts (a conversation opened by the
 trigger is open, one closed by it is not).
 
+Triggers are processed in the global event order, and membership and open counts compare
+events of different contacts, so this engine numbers all events once in that order
+(``global_order``: occurred_at, kind rank, event_id; ``events.event_order`` is only a position
+within the contact). It is computed here, only when this engine runs: the vectorized engine
+needs no global sort.
+
 Round robin rotates per workflow step over the eligible users sorted by user_id, starting
 after the user it chose last. Least open contacts picks the fewest open contacts, ties
 broken by user_id. ``max_open_contacts: N`` keeps only users with fewer than N.
@@ -36,6 +42,7 @@ from collections import defaultdict
 import duckdb
 import polars as pl
 
+from closeconv.contract import EVENT_KIND_RANK_SQL
 from closeconv.errors import ConfigError
 from closeconv.workflows.conditions import combine, conditions_expr, rule_expr, split_conditions
 from closeconv.workflows.models import STRATEGY_ACTIONS, AssignStep, Workflow
@@ -52,13 +59,47 @@ from closeconv.workflows.tables import (
     SKIP_SAME_USER,
     SKIPPED,
 )
+from closeconv.workflows.writers import run_over_frame
 
 _INF = float("inf")
 _BIG = 9_223_372_036_854_775_807
+# The events this engine reads, numbered in the global event order (dropped after the replay).
+_TIMED_EVENTS = "_cc_events_in_time"
+
+
+def _number_events_in_time(con: duckdb.DuckDBPyConnection) -> None:
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {_TIMED_EVENTS} AS
+        SELECT contact_id, event_order, event_type, user_id, team_id, assignee_id, conversation_id,
+               row_number() OVER (ORDER BY occurred_at, {EVENT_KIND_RANK_SQL}, event_id) AS global_order
+        FROM events
+        """
+    )
+
+
+def _with_global_order(con: duckdb.DuckDBPyConnection, trig: pl.DataFrame) -> pl.DataFrame:
+    """``trig`` with ``global_order`` (the trigger's) and ``nr_global_order`` (its next recorded
+    update's), sorted by global_order."""
+    keys = trig.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("k"), "contact_id", "event_order", "nr_order")
+    g = run_over_frame(
+        con, keys,
+        f"""
+        SELECT t.global_order, n.global_order AS nr_global_order
+        FROM _cc_wf_frame k
+        JOIN {_TIMED_EVENTS} t ON t.contact_id = k.contact_id AND t.event_order = k.event_order
+        LEFT JOIN {_TIMED_EVENTS} n ON n.contact_id = k.contact_id AND n.event_order = k.nr_order
+        ORDER BY k.k
+        """,
+        rows=True,
+    )
+    if g.height != trig.height:
+        raise RuntimeError("sequential replay: a trigger event is not in events")
+    return pl.concat([trig, g], how="horizontal").sort("global_order")
 
 
 class Membership:
-    """Who can be chosen by round robin / least open contacts, as of an event order."""
+    """Who can be chosen by round robin / least open contacts, as of a global order."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, users: pl.DataFrame | None):
         self.teams: dict[str, list[tuple[str, int]]] = {}
@@ -76,20 +117,20 @@ class Membership:
             self.workspace = [(uid, -1) for uid in sorted(set(u.get_column("user_id").to_list()))]
         else:
             rows = con.sql(
-                """
-                SELECT lower(trim(team_id)) AS team, user_id, min(event_order) AS first_order
-                FROM events WHERE user_id IS NOT NULL AND nullif(trim(team_id), '') IS NOT NULL
+                f"""
+                SELECT lower(trim(team_id)) AS team, user_id, min(global_order) AS first_order
+                FROM {_TIMED_EVENTS} WHERE user_id IS NOT NULL AND nullif(trim(team_id), '') IS NOT NULL
                 GROUP BY ALL
                 """
             ).fetchall()
             for team, uid, first in rows:
                 self.teams.setdefault(team, []).append((uid, first))
             rows = con.sql(
-                """
+                f"""
                 SELECT u, min(o) FROM (
-                    SELECT user_id AS u, event_order AS o FROM events WHERE user_id IS NOT NULL
+                    SELECT user_id AS u, global_order AS o FROM {_TIMED_EVENTS} WHERE user_id IS NOT NULL
                     UNION ALL
-                    SELECT nullif(trim(assignee_id), ''), event_order FROM events
+                    SELECT nullif(trim(assignee_id), ''), global_order FROM {_TIMED_EVENTS}
                     WHERE event_type = 'contact.assignee.updated'
                 ) WHERE u IS NOT NULL GROUP BY u
                 """
@@ -111,19 +152,19 @@ class Membership:
 
 
 class OpenCounts:
-    """Open contacts per user at an event order, in the merged (recorded + replayed) timeline."""
+    """Open contacts per user at a global order, in the merged (recorded + replayed) timeline."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         steps = con.sql(
             f"""
             WITH rec AS (
-                SELECT contact_id, nullif(trim(assignee_id), '') AS u, event_order AS f,
-                       lead(event_order) OVER (PARTITION BY contact_id ORDER BY event_order) AS t
-                FROM events WHERE event_type = 'contact.assignee.updated'
+                SELECT contact_id, nullif(trim(assignee_id), '') AS u, global_order AS f,
+                       lead(global_order) OVER (PARTITION BY contact_id ORDER BY global_order) AS t
+                FROM {_TIMED_EVENTS} WHERE event_type = 'contact.assignee.updated'
             ), spans AS (
-                SELECT any_value(contact_id) AS contact_id, min(event_order) AS s,
-                       max(event_order) FILTER (WHERE event_type = 'conversation.closed') AS e
-                FROM events WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+                SELECT any_value(contact_id) AS contact_id, min(global_order) AS s,
+                       max(global_order) FILTER (WHERE event_type = 'conversation.closed') AS e
+                FROM {_TIMED_EVENTS} WHERE conversation_id IS NOT NULL GROUP BY conversation_id
             ), ov AS (
                 SELECT r.u, greatest(r.f, sp.s) AS a,
                        least(coalesce(r.t, {_BIG}), coalesce(sp.e, {_BIG})) AS b
@@ -143,11 +184,11 @@ class OpenCounts:
         for (u,), g in steps.group_by(["u"], maintain_order=True):
             self.rec[u] = (g.get_column("o").to_list(), g.get_column("c").cast(pl.Int64).to_list())
         spans = con.sql(
-            """
+            f"""
             SELECT contact_id, list(s ORDER BY s) AS s, list(e ORDER BY s) AS e FROM (
-                SELECT any_value(contact_id) AS contact_id, min(event_order) AS s,
-                       max(event_order) FILTER (WHERE event_type = 'conversation.closed') AS e
-                FROM events WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+                SELECT any_value(contact_id) AS contact_id, min(global_order) AS s,
+                       max(global_order) FILTER (WHERE event_type = 'conversation.closed') AS e
+                FROM {_TIMED_EVENTS} WHERE conversation_id IS NOT NULL GROUP BY conversation_id
             ) GROUP BY contact_id
             """
         ).pl()
@@ -224,8 +265,22 @@ def replay_sequential(
     wfs: list[Workflow],
     users: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Runs and actions for any workflows. ``trig`` is triggers.trigger_frame(...) sorted by
-    event_order: trigger columns plus ``r``, ``r_order``, ``nr_order``, ``contact_id``."""
+    """Runs and actions for any workflows, named by the trigger's ``pos``. ``trig`` is
+    triggers.trigger_frame(...): trigger columns plus ``r``, ``r_order``, ``nr_order``, ``contact_id``."""
+    _number_events_in_time(con)
+    try:
+        return _replay(con, _with_global_order(con, trig), wfs, users)
+    finally:
+        con.sql(f"DROP TABLE IF EXISTS {_TIMED_EVENTS}")
+
+
+def _replay(
+    con: duckdb.DuckDBPyConnection,
+    trig: pl.DataFrame,
+    wfs: list[Workflow],
+    users: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``replay_sequential`` over ``trig`` sorted by ``global_order``."""
     none = pl.lit(None, dtype=pl.String)
     needs_members = any(s.action in STRATEGY_ACTIONS for w in wfs for s in w.steps)
     needs_counts = any(
@@ -266,7 +321,8 @@ def replay_sequential(
     t = trig.with_row_index("j").with_columns(exprs)
     cand = t.filter(pl.any_horizontal([pl.col(c) for c in cand_cols])) if wfs else t.head(0)
 
-    cols = {name: cand.get_column(name).to_list() for name in ("j", "contact_id", "event_order", "r", "r_order", "nr_order", "trigger_type")}
+    cols = {name: cand.get_column(name).to_list()
+            for name in ("j", "contact_id", "event_order", "global_order", "r", "r_order", "nr_global_order", "trigger_type")}
     mr = [cand.get_column(f"mr{i}").to_list() for i in range(len(wfs))]
     mn = [cand.get_column(f"mn{i}").to_list() if w.uses_assignee_condition else mr[i] for i, w in enumerate(wfs)]
     st = [cand.get_column(f"s{i}").to_list() if w.uses_assignee_condition else None for i, w in enumerate(wfs)]
@@ -319,12 +375,16 @@ def replay_sequential(
         rr_last[(i, si)] = chosen
         return chosen, None
 
-    contact_l, order_l, r_l, ro_l, nro_l, type_l, j_l = (
-        cols["contact_id"], cols["event_order"], cols["r"], cols["r_order"], cols["nr_order"], cols["trigger_type"], cols["j"],
+    contact_l, order_l, g_l, r_l, ro_l, nrg_l, type_l, j_l = (
+        cols["contact_id"], cols["event_order"], cols["global_order"], cols["r"], cols["r_order"],
+        cols["nr_global_order"], cols["trigger_type"], cols["j"],
     )
+    # ``override`` compares orders within one contact (event_order); membership and open
+    # counts compare across contacts (global order ``g``).
     for k in range(len(j_l)):
         c = contact_l[k]
         o = order_l[k]
+        g = g_l[k]
         r = r_l[k]
         ro = ro_l[k] if ro_l[k] is not None else -1
         ov = override.get(c)
@@ -347,7 +407,7 @@ def replay_sequential(
                 elif step.action == "user":
                     new, why = (step.user_id, SKIP_SAME_USER if cur == step.user_id else None)
                 else:
-                    new, why = choose(i, si, step, o)
+                    new, why = choose(i, si, step, g)
                     if why is None and new == cur:
                         why = SKIP_CHOSEN_IS_CURRENT
                 if why is not None:
@@ -366,22 +426,22 @@ def replay_sequential(
         if acted:
             override[c] = (o, cur)
             if counts is not None:
-                nro = nro_l[k]
-                counts.set_override(c, o, _INF if nro is None else nro, cur, r)
+                nrg = nrg_l[k]
+                counts.set_override(c, g, _INF if nrg is None else nrg, cur, r)
 
-    orders = t.get_column("event_order")
+    positions = t.get_column("pos")
     runs = pl.DataFrame(
         run_rows,
-        schema={"j": pl.UInt32, **{k: v for k, v in RUNS_SCHEMA.items() if k != "event_order"}},
+        schema={"j": pl.UInt32, **{k: v for k, v in RUNS_SCHEMA.items() if k != "pos"}},
         orient="row",
     )
-    runs = runs.with_columns(orders.gather(runs.get_column("j")).alias("event_order")).drop("j")
+    runs = runs.with_columns(positions.gather(runs.get_column("j")).alias("pos")).drop("j")
     actions = pl.DataFrame(
         action_rows,
-        # Reconciliation fills reconciled_event_order later, in replay.reconcile.
+        # Reconciliation fills reconciled_pos later, in replay.reconcile.
         schema={"j": pl.UInt32, **{k: v for k, v in ACTIONS_SCHEMA.items()
-                                   if k not in ("event_order", "reconciled_event_order")}},
+                                   if k not in ("pos", "reconciled_pos")}},
         orient="row",
     )
-    actions = actions.with_columns(orders.gather(actions.get_column("j")).alias("event_order")).drop("j")
+    actions = actions.with_columns(positions.gather(actions.get_column("j")).alias("pos")).drop("j")
     return runs, actions

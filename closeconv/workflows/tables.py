@@ -30,7 +30,7 @@ WORKFLOW_RUNS_COLUMNS: dict[str, str] = {
     "skip_reason": "VARCHAR",  # null when completed
     # extras
     "trigger_type": "VARCHAR",
-    "trigger_event_order": "BIGINT",
+    "trigger_event_order": "BIGINT",  # the trigger's events.event_order (position within its contact)
     "action_count": "INTEGER",
 }
 
@@ -63,8 +63,8 @@ ASSIGNMENTS_COLUMNS: dict[str, str] = {
     "cause": "VARCHAR",  # event | workflow
     # extras
     "seq": "BIGINT",  # 1, 2, ... per contact, in timeline order
-    "event_order": "BIGINT",  # recorded event's order, or the trigger's order for workflow rows
-    # unique position in the global event order: event_order for recorded rows,
+    "event_order": "BIGINT",  # recorded event's order, or the trigger's order for workflow rows (per contact)
+    # unique position in the contact's timeline: event_order for recorded rows,
     # trigger event_order + 0.5 (+ 0.001 per earlier action of the same trigger) for workflow rows
     "timeline_order": "DOUBLE",
     "event_id": "VARCHAR",  # recorded event id (for workflow rows: the reconciled recorded update)
@@ -89,13 +89,15 @@ WORKFLOW_DRIFT_COLUMNS: dict[str, str] = {
     "recorded_assignee_until": "TIMESTAMPTZ",  # null = still assigned at the end of the data
 }
 
-# Internal frames the engines hand to writers.write_tables (ids, contacts and times come from
-# the trigger frame by event_order, which is unique):
-#   runs:    event_order, wf_index, outcome, skip_reason, action_count
-#   actions: event_order, wf_index, step_index, step_id, action, strategy,
-#            from_assignee_id, to_assignee_id, reconciled_event_order
+# Internal frames the engines hand to writers.write_tables. A trigger or recorded update is
+# named by ``pos``, its row position in the timeline (sorted by contact, then event_order):
+# unique over all contacts, where event_order is unique only within a contact. Ids, contacts,
+# times and the published orders come from the trigger frame by ``pos``:
+#   runs:    pos, wf_index, outcome, skip_reason, action_count
+#   actions: pos, wf_index, step_index, step_id, action, strategy,
+#            from_assignee_id, to_assignee_id, reconciled_pos (the recorded update's pos)
 RUNS_SCHEMA = {
-    "event_order": pl.Int64,
+    "pos": pl.Int64,
     "wf_index": pl.Int32,
     "outcome": pl.String,
     "skip_reason": pl.String,
@@ -103,7 +105,7 @@ RUNS_SCHEMA = {
 }
 
 ACTIONS_SCHEMA = {
-    "event_order": pl.Int64,
+    "pos": pl.Int64,
     "wf_index": pl.Int32,
     "step_index": pl.Int32,
     "step_id": pl.String,
@@ -111,7 +113,7 @@ ACTIONS_SCHEMA = {
     "strategy": pl.String,
     "from_assignee_id": pl.String,
     "to_assignee_id": pl.String,
-    "reconciled_event_order": pl.Int64,
+    "reconciled_pos": pl.Int64,
 }
 
 CONDITION_COLUMNS = ("source", "category", "summary", "user_id", "team_id", "channel_id")

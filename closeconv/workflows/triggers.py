@@ -65,7 +65,8 @@ def load_timeline(
     columns: tuple[str, ...] = CONDITION_COLUMNS,
 ) -> pl.DataFrame:
     """Trigger events of ``types`` and every recorded assignee update, in one frame sorted by
-    contact_id (``ck``, an integer key per contact), then event_order.
+    contact_id (``ck``, an integer key per contact), then event_order (a position within the
+    contact, so ``pos``, not event_order, names a row across contacts).
 
     Columns: event_order, ck, pos (row position), is_rec, contact_id, event_id, t_us (epoch microseconds),
     conversation_id, trigger_type and the condition ``columns`` (trigger rows; null on
@@ -129,8 +130,8 @@ def trigger_frame(timeline: pl.DataFrame, columns: tuple[str, ...] = CONDITION_C
     Sorted by contact, then event_order (``ck`` is an integer key per contact). Columns:
     event_order, ck, pos (position in the timeline), trigger_type, the condition ``columns``, ``t_us`` (epoch microseconds),
     ``r`` (recorded assignee just before the event; null = unassigned), ``r_order`` (that
-    update's event_order; null if none), ``nr_order`` (the next recorded update after the
-    event), ``nr_unassign_ok`` (that next update is a workflow unassignment within the
+    update's event_order; null if none), ``nr_order`` / ``nr_pos`` (the next recorded update
+    after the event: its event_order and its ``pos``), ``nr_unassign_ok`` (that next update is a workflow unassignment within the
     reconciliation window), and the trigger's ``contact_id``, ``event_id`` and ``conversation_id``.
 
     The previous / next recorded update of the same contact is found as a row position with
@@ -157,6 +158,7 @@ def trigger_frame(timeline: pl.DataFrame, columns: tuple[str, ...] = CONDITION_C
         at("event_order", r_idx, "r_order"),
         at("rec_val", r_idx, "r_raw"),
         at("event_order", nr_idx, "nr_order"),
+        nr_idx.alias("nr_pos"),
         at("rec_src", nr_idx, "nr_src"),
         at("rec_val", nr_idx, "nr_val"),
         at("t_us", nr_idx, "nr_t_us"),
@@ -167,6 +169,6 @@ def trigger_frame(timeline: pl.DataFrame, columns: tuple[str, ...] = CONDITION_C
             (pl.col("nr_src") == "workflow") & (pl.col("nr_val") == "") & ((pl.col("nr_t_us") - pl.col("t_us")) <= window_us)
         ).fill_null(False).alias("nr_unassign_ok"),
     )
-    keep = ["event_order", "ck", "pos", "trigger_type", *cols, "t_us", "r", "r_order", "nr_order", "nr_unassign_ok",
+    keep = ["event_order", "ck", "pos", "trigger_type", *cols, "t_us", "r", "r_order", "nr_order", "nr_pos", "nr_unassign_ok",
             "contact_id", "event_id", "conversation_id"]
     return df.select(keep)

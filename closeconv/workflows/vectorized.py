@@ -71,7 +71,7 @@ def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> tuple[pl.DataFram
         sel = t.filter(pl.col(f"m{i}")).with_columns(done.alias("done"))
         runs_parts.append(
             sel.select(
-                "event_order",
+                "pos",
                 pl.lit(i, dtype=pl.Int32).alias("wf_index"),
                 pl.when(pl.col("done")).then(pl.lit(COMPLETED)).otherwise(pl.lit(SKIPPED)).alias("outcome"),
                 pl.when(pl.col(f"b{i}")).then(pl.lit(SKIP_ONCE))
@@ -82,7 +82,7 @@ def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> tuple[pl.DataFram
         )
         action_parts.append(
             sel.filter(pl.col("done")).select(
-                "event_order",
+                "pos",
                 pl.lit(i, dtype=pl.Int32).alias("wf_index"),
                 pl.lit(0, dtype=pl.Int32).alias("step_index"),
                 pl.lit(w.steps[0].id).alias("step_id"),
@@ -90,7 +90,7 @@ def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> tuple[pl.DataFram
                 pl.lit("unassign").alias("strategy"),
                 pl.col("r").alias("from_assignee_id"),
                 none.alias("to_assignee_id"),
-                pl.when(pl.col("nr_unassign_ok")).then(pl.col("nr_order")).otherwise(None).cast(pl.Int64).alias("reconciled_event_order"),
+                pl.when(pl.col("nr_unassign_ok")).then(pl.col("nr_pos")).otherwise(None).cast(pl.Int64).alias("reconciled_pos"),
             )
         )
     runs = pl.concat(runs_parts) if runs_parts else pl.DataFrame(schema=RUNS_SCHEMA)

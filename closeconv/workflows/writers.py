@@ -44,7 +44,7 @@ class _Stream:
         return self.frame.__arrow_c_stream__(requested_schema)
 
 
-def _run_over_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str, *, rows: bool) -> pl.DataFrame | None:
+def run_over_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str, *, rows: bool) -> pl.DataFrame | None:
     """Run ``sql``, which reads ``frame`` as ``_cc_wf_frame``; with ``rows``, return its result."""
     con.register(_FRAME, _Stream(frame))
     try:
@@ -60,7 +60,7 @@ def _md5_ids(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, id_sql: str) -
     """``id_sql`` evaluated by DuckDB over every row of ``frame``, in the frame's order."""
     if frame.height == 0:
         return pl.Series("id", [], dtype=pl.String)
-    ids = _run_over_frame(con, frame, f"SELECT CAST({id_sql} AS VARCHAR) AS id FROM {_FRAME}", rows=True)
+    ids = run_over_frame(con, frame, f"SELECT CAST({id_sql} AS VARCHAR) AS id FROM {_FRAME}", rows=True)
     return ids.to_series()
 
 
@@ -70,7 +70,7 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, col
     the frame's row order; ``exprs`` computes some columns in SQL instead."""
     exprs = exprs or {}
     select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
-    _run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {_FRAME}", rows=False)
+    run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {_FRAME}", rows=False)
 
 
 def _rows_at(frame: pl.DataFrame, key: str, values: pl.Series) -> pl.DataFrame:
@@ -103,9 +103,11 @@ def write_tables(
 ) -> None:
     """(Re)create the four tables.
 
-    ``triggers``: one row per trigger event (event_order, ck, contact_id, event_id,
+    ``triggers``: one row per trigger event (event_order, ck, pos, contact_id, event_id,
     conversation_id, t_us); ``recorded``: ``triggers.recorded_frame`` (sorted by contact, then
-    event_order). ``runs`` / ``actions``: the engines' frames (``RUNS_SCHEMA``, ``ACTIONS_SCHEMA``).
+    event_order). ``runs`` / ``actions``: the engines' frames (``RUNS_SCHEMA``, ``ACTIONS_SCHEMA``),
+    whose rows name their trigger by ``pos``; the published ``*_event_order`` columns are the
+    trigger's event_order (per contact).
     """
     defs = pl.DataFrame(
         {
@@ -116,47 +118,47 @@ def write_tables(
         schema={"workflow_id": pl.String, "workflow_version": pl.String, "trigger_type": pl.String},
     )
     info = triggers.select(
-        "event_order", "ck", "pos", "contact_id", pl.col("event_id").alias("trigger_event_id"), "conversation_id",
+        "pos", "event_order", "ck", "contact_id", pl.col("event_id").alias("trigger_event_id"), "conversation_id",
         "t_us", pl.col("t_us").cast(_US).alias("at"),
-    ).sort("event_order")
-    runs = runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).sort("event_order", "wf_index")
+    ).sort("pos")
+    runs = runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).sort("pos", "wf_index")
     runs_f = pl.concat(
-        [runs, _rows_at(info, "event_order", runs.get_column("event_order")).drop("event_order"),
+        [runs, _rows_at(info, "pos", runs.get_column("pos")).drop("pos"),
          defs[runs.get_column("wf_index")]],
         how="horizontal",
     )
     runs_f = runs_f.with_columns(
         _md5_ids(con, runs_f.select("workflow_id", "workflow_version", "trigger_event_id"), RUN_ID_SQL).alias("run_id"),
         # one increasing integer per run, to find an action's run by binary search
-        (pl.col("event_order") * len(wfs) + pl.col("wf_index")).alias("run_key"),
+        (pl.col("pos") * len(wfs) + pl.col("wf_index")).alias("run_key"),
     )
     _create(con, "workflow_runs", runs_f.rename({"at": "triggered_at", "event_order": "trigger_event_order"}),
             WORKFLOW_RUNS_COLUMNS)
 
-    actions = actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("event_order", "wf_index", "step_index")
+    actions = actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("pos", "wf_index", "step_index")
     run_cols = ["run_key", "run_id", "workflow_id", "workflow_version", "trigger_event_id", "contact_id",
-                "conversation_id", "t_us", "at", "ck", "pos"]
+                "conversation_id", "t_us", "at", "ck", "event_order"]
     acts = pl.concat(
         [actions,
          _rows_at(runs_f.select(run_cols), "run_key",
-                  actions.select(pl.col("event_order") * len(wfs) + pl.col("wf_index")).to_series()).drop("run_key")],
+                  actions.select(pl.col("pos") * len(wfs) + pl.col("wf_index")).to_series()).drop("run_key")],
         how="horizontal",
     )
-    reconciled = acts.filter(pl.col("reconciled_event_order").is_not_null()).get_column("reconciled_event_order")
-    rec_ids = recorded.select("rec_order", "rec_event_id").sort("rec_order")
+    reconciled = acts.filter(pl.col("reconciled_pos").is_not_null()).get_column("reconciled_pos")
+    rec_ids = recorded.select("pos", "rec_event_id").sort("pos")
     acts = acts.with_columns(
         pl.lit(None, dtype=pl.String).alias("reconciled_event_id")
         if reconciled.is_empty()
-        else pl.when(pl.col("reconciled_event_order").is_not_null()).then(
-            _rows_at(rec_ids, "rec_order", acts.get_column("reconciled_event_order").fill_null(reconciled.first()))
+        else pl.when(pl.col("reconciled_pos").is_not_null()).then(
+            _rows_at(rec_ids, "pos", acts.get_column("reconciled_pos").fill_null(reconciled.first()))
             .get_column("rec_event_id")
         ).alias("reconciled_event_id")
     )
-    start = _group_start(pl.col("event_order"))
+    start = _group_start(pl.col("pos"))
     acts = acts.with_columns(
         _position_in_group(start).cast(pl.Int32).alias("trigger_action_seq"),
         # the last action of its trigger: what the replay expects to remain (drift)
-        _group_start(pl.col("event_order")).shift(-1, fill_value=True).alias("final"),
+        _group_start(pl.col("pos")).shift(-1, fill_value=True).alias("final"),
     )
     acts = acts.with_columns(_md5_ids(con, acts.select("run_id", "step_id"), ACTION_ID_SQL).alias("action_id"))
     _create(con, "workflow_actions",
@@ -169,11 +171,11 @@ def write_tables(
 def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame) -> None:
     """The recorded timeline (less the updates reconciled with an action) merged with the actions."""
     none = pl.lit(None, dtype=pl.String)
-    reconciled = acts.get_column("reconciled_event_order").drop_nulls()
+    reconciled = acts.get_column("reconciled_pos").drop_nulls()
     # Sort key: the row's position in the timeline (contact_id, then event_order), then the
     # action's place among its trigger's actions (0 for recorded rows): one integer.
     sub_bits = 23
-    rec_rows = recorded.filter(~pl.col("rec_order").is_in(reconciled.implode())).select(
+    rec_rows = recorded.filter(~pl.col("pos").is_in(reconciled.implode())).select(
         (pl.col("pos") * (1 << sub_bits)).alias("key"),
         "ck", "contact_id", pl.col("rec_assignee").alias("assignee_id"), pl.col("rec_at_us").alias("t_us"),
         pl.lit("event").alias("cause"), pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
@@ -204,7 +206,7 @@ def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: p
     assignee ``DRIFT_GRACE_S`` after the trigger."""
     grace_us = DRIFT_GRACE_S * 1_000_000
     cands = acts.filter(
-        pl.col("final") & (pl.col("action") == "unassign") & pl.col("reconciled_event_order").is_null()
+        pl.col("final") & (pl.col("action") == "unassign") & pl.col("reconciled_pos").is_null()
     ).with_columns((pl.col("t_us") + grace_us).alias("x_us"))
     same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
     # The recorded interval holding x: the contact's last update at or before x. Of updates
