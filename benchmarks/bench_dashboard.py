@@ -83,7 +83,7 @@ REPLICATED_IDS: dict[str, tuple[str, ...]] = {
     "workflow_drift": ("contact_id", "run_id", "action_id", "trigger_event_id", "conversation_id"),
 }
 # Physical order the pipeline writes (zone maps depend on it).
-REPLICATED_ORDER = {"events": "event_order", "conversations": "opened_at, conversation_id",
+REPLICATED_ORDER = {"events": "occurred_at, event_id", "conversations": "opened_at, conversation_id",
                     "workflow_runs": "triggered_at", "workflow_drift": "expected_unassigned_at"}
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from closeconv.contract import EVENT_KIND_RANK_SQL
 from closeconv.workflows import load_workflows, replay_workflows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +67,10 @@ def build_events(con: duckdb.DuckDBPyConnection, closes: int) -> None:
         """
     )
     con.sql(
-        """
+        f"""
         CREATE OR REPLACE TABLE events AS
-        SELECT *, row_number() OVER (ORDER BY occurred_at,
-                    CASE event_type WHEN 'conversation.opened' THEN 0 WHEN 'message.received' THEN 1
-                                    WHEN 'message.sent' THEN 2 WHEN 'contact.assignee.updated' THEN 3 ELSE 4 END,
-                    event_id) AS event_order,
+        SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at, {EVENT_KIND_RANK_SQL}, event_id)
+                  AS event_order,
                'bench' AS source_file, 0::BIGINT AS source_line
         FROM _ev
         """
@@ -92,7 +91,8 @@ def naive_baseline(con: duckdb.DuckDBPyConnection, workflow) -> tuple[float, flo
     version = workflow.version
     cur = con.execute(
         "SELECT event_id, event_type, occurred_at, contact_id, conversation_id, lower(source), assignee_id "
-        "FROM events WHERE event_type IN ('conversation.closed', 'contact.assignee.updated') ORDER BY event_order"
+        "FROM events WHERE event_type IN ('conversation.closed', 'contact.assignee.updated') "
+        f"ORDER BY occurred_at, {EVENT_KIND_RANK_SQL}, event_id"  # the global order (event_order is per contact)
     )
     assignee: dict[str, str | None] = {}
     runs, actions, timeline = [], [], []

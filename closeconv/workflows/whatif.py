@@ -196,7 +196,7 @@ def run_whatif(
             SELECT a.effective_at, a.contact_id, a.conversation_id, a.action, a.from_assignee_id, a.to_assignee_id,
                    a.reconciled_event_id IS NOT NULL AS already_recorded, a.trigger_event_id
             FROM workflow_actions a WHERE a.workflow_id = ?
-            ORDER BY a.trigger_event_order, a.step_index LIMIT ?
+            ORDER BY a.effective_at, a.trigger_event_id, a.step_index LIMIT ?  -- in time; trigger_event_order is per contact
             """,
             params=[draft.id, sample_size],
         ).fetchall()
