@@ -66,6 +66,21 @@ def test_an_id_given_on_the_sessions_of_two_contacts_is_kept_by_the_first(con):
     assert got[1]["conversation_id"].startswith("cv_")
 
 
+def test_the_first_in_time_keeps_a_shared_id_not_the_lower_event_order(con):
+    # event_order is a position within the contact: c1's session starts at its 3rd event,
+    # c2's at its 1st, later in time. Time decides (occurred_at, kind rank, event_id).
+    build_tables(con, [
+        ev("recv", "08:00", "c1", event_id="c1-a"), ev("close", "08:10", "c1", source="user", user_id="u1", event_id="c1-b"),
+        ev("recv", "09:00", "c1", conversation_id="shared", event_id="c1-c"),
+        ev("recv", "09:05", "c2", conversation_id="shared", event_id="c2-a"),
+    ])
+    got = rows(con, "SELECT contact_id, min(event_order) AS event_order, conversation_id FROM events "
+                    "WHERE conversation_id IS NOT NULL GROUP BY ALL ORDER BY contact_id, event_order")
+    assert [(r["contact_id"], r["event_order"]) for r in got] == [("c1", 1), ("c1", 3), ("c2", 1)]
+    assert got[1]["conversation_id"] == "shared"
+    assert got[2]["conversation_id"].startswith("cv_")
+
+
 def test_an_id_on_an_event_outside_any_conversation_is_kept_and_named(con):
     build_tables(con, [ev("sent", "08:00", source="broadcast", conversation_id="stale", event_id="bc"),
                        ev("recv", "09:00")])

@@ -449,7 +449,7 @@ def test_offsets_and_epoch_milliseconds(tmp_path):
     events[3]["occurred_at"] = str(epoch_ms("2026-03-02T12:00:00.250Z"))
     con = run_events(tmp_path, events)
     assert rejected(con) == []
-    times = [r["occurred_at"] for r in rows(con, "SELECT occurred_at FROM events ORDER BY event_order")]
+    times = [r["occurred_at"] for r in rows(con, "SELECT occurred_at FROM events ORDER BY contact_id, event_order")]
     assert times == [ts("2026-03-02T09:00:00Z"), ts("2026-03-02T09:04:00Z"), ts("2026-03-02T09:30:00Z"),
                      ts("2026-03-02T12:00:00.250Z")]
     c = conversations(con)[0]

@@ -60,6 +60,9 @@ BREAKAGES = [
      "not allowed for conversation.closed"),
     (schemas.EVENTS_MATCH_CONTRACT, "UPDATE events SET given_conversation_id = 'x' WHERE event_type = 'message.sent'",
      "conversation_id_conflict does not match"),
+    # event_order is a position within the contact: unique per (contact_id, event_order)
+    (schemas.EVENTS_MATCH_CONTRACT, "UPDATE events SET event_order = 1 WHERE contact_id = 'c1'",
+     "of contact c1 is shared by"),
     (schemas.RECORDS_ACCOUNTED_FOR, "DELETE FROM events WHERE event_type = 'message.sent'", "records read"),
     (schemas.CONVERSATIONS_VALID, "UPDATE conversations SET resolution_time_s = -1 WHERE status = 'closed'",
      "negative duration"),

@@ -7,6 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from closeconv.contract import EVENT_KIND_RANK_SQL
 from closeconv.workflows import CONVERSATION_ASSIGNEES_SQL, parse_workflow_text, replay_workflows
 from closeconv.workflows.tables import SKIP_ALL_AT_CAP, SKIP_CHOSEN_IS_CURRENT, SKIP_NO_TEAM_USERS, SKIP_SAME_USER
 from helpers.events import at, ev, make_events_table
@@ -163,7 +164,7 @@ steps: [{id: unassign, type: assign_to, action: unassign}]
     ]
     make_events_table(con, events)
     replay_workflows(con, [unassign, wf(opened_workflow("least_open_contacts", ", team_id: t1"))], users)
-    got = rows(con, "SELECT contact_id, action, from_assignee_id, to_assignee_id FROM workflow_actions ORDER BY trigger_event_order")
+    got = rows(con, "SELECT contact_id, action, from_assignee_id, to_assignee_id FROM workflow_actions ORDER BY effective_at")
     assert got == [
         ("c1", "assign", None, "u1"),
         ("c2", "assign", None, "u2"),
@@ -221,7 +222,7 @@ steps:
     assert rows(con, "SELECT assignee_id, cause FROM assignments WHERE contact_id = 'c1' ORDER BY seq") == [
         ("u1", "event"), (None, "workflow"), ("u5", "workflow"),
     ]
-    # both actions of the close sit just after it in the global order, in step order
+    # both actions of the close sit just after it in the contact's order, in step order
     close_order = rows(con, "SELECT event_order FROM events WHERE contact_id = 'c1' AND event_type = 'conversation.closed'")[0][0]
     assert rows(con, "SELECT timeline_order FROM assignments WHERE contact_id = 'c1' AND cause = 'workflow' ORDER BY seq") == [
         (close_order + 0.5,), (close_order + 0.501,),
@@ -285,7 +286,7 @@ steps: [{id: s, type: assign_to, action: unassign}]
     make_events_table(con, [ev("recv", "09:00", "c1"), ev("recv", "09:01", "c2"),
                             ev("close", "09:10", "c1", source="bot"), ev("close", "09:11", "c2", source="bot")])
     replay_workflows(con, [rr, unassign_u1], USERS)
-    assert rows(con, "SELECT contact_id, workflow_id, from_assignee_id, to_assignee_id FROM workflow_actions ORDER BY trigger_event_order") == [
+    assert rows(con, "SELECT contact_id, workflow_id, from_assignee_id, to_assignee_id FROM workflow_actions ORDER BY effective_at") == [
         ("c1", "assign-on-open", None, "u1"),
         ("c2", "assign-on-open", None, "u2"),
         ("c1", "unassign-u1", "u1", None),
@@ -299,7 +300,9 @@ def _reference_replay(con, cap: int):
     least open contacts in t1 (u1, u2, u3) with a cap on open when the contact has no
     assignee, and unassign on user close."""
     events = con.sql(
-        "SELECT event_order, event_type, contact_id, conversation_id, lower(source), assignee_id FROM events ORDER BY event_order"
+        # in the global order (event_order is a position within the contact)
+        "SELECT event_order, event_type, contact_id, conversation_id, lower(source), assignee_id FROM events "
+        f"ORDER BY occurred_at, {EVENT_KIND_RANK_SQL}, event_id"
     ).fetchall()
     assignee: dict[str, str | None] = {}
     open_contacts: set[str] = set()
@@ -364,7 +367,9 @@ steps: [{id: unassign, type: assign_to, action: unassign}]
 """)
     loc = wf(opened_workflow("least_open_contacts", ", team_id: t1, max_open_contacts: 3"))
     replay_workflows(con, [unassign, loc], users)
-    got = rows(con, "SELECT trigger_event_order, contact_id, action, from_assignee_id, to_assignee_id FROM workflow_actions ORDER BY 1, step_index")
+    got = rows(con, "SELECT a.trigger_event_order, a.contact_id, a.action, a.from_assignee_id, a.to_assignee_id "
+                    "FROM workflow_actions a JOIN events e ON e.event_id = a.trigger_event_id "
+                    f"ORDER BY e.occurred_at, {EVENT_KIND_RANK_SQL}, e.event_id, a.step_index")
     expected = _reference_replay(con, cap=3)
     assert got == expected
     assert sum(1 for a in expected if a[2] == "assign") > 10
