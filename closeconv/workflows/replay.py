@@ -14,8 +14,12 @@ How a replay works
    60 s fill the fields, as in sessionization; otherwise ``source = contact``).
 2. The assignee at a trigger is the contact's assignee just before the trigger event in the
    merged timeline (recorded ``contact.assignee.updated`` events plus earlier replayed
-   actions), ordered by ``event_order``: a recorded update at the same timestamp as a close
-   comes before it; the close's own workflows come after it.
+   actions), ordered by ``event_order`` (the event's position within its contact): a recorded
+   update at the same timestamp as a close comes before it; the close's own workflows come
+   after it. Inside the engines a trigger or recorded update is named by ``pos``, its row in
+   the timeline sorted by contact then event_order (unique across contacts; the vectorized
+   engine needs no other order). The sequential engine, which compares events of different
+   contacts, numbers events in the global order (occurred_at, kind rank, event_id) itself.
 3. Conditions are compiled to Polars expressions and evaluated over all trigger events at
    once (``conditions.py``).
 4. Enabled workflows of one trigger event run in workflow-id order. Every workflow at an
@@ -50,7 +54,8 @@ run expects the contact to be assigned, not unassigned).
 Using ``assignments`` for per-conversation assignees
 ----------------------------------------------------
 ``assignments`` has one row per change, per contact, ordered by ``seq`` (1, 2, ...). Its
-``event_order`` is the recorded event's ``event_order`` for ``cause = 'event'`` rows, and the
+``event_order`` (like ``events.event_order``, a position within the contact: compare it only
+within one contact) is the recorded event's ``event_order`` for ``cause = 'event'`` rows, and the
 *trigger event's* ``event_order`` for ``cause = 'workflow'`` rows (several actions of one
 trigger share it and are ordered by ``seq``). So, for an event E of contact C:
 
