@@ -1,6 +1,10 @@
 """Sessionization (spec §4): validated events → events with their conversation.
 
-Per contact the events are ordered by (occurred_at, kind rank, event_id). The open/closed
+Per contact the events are ordered by (occurred_at, kind rank, event_id); the published
+`event_order` is the event's position within its contact (docs/warehouse.md), so a late event
+renumbers only its own contact. Internally the temp tables are keyed by `global_order`, the
+same order over all events: an integer join key, and what session naming compares across
+contacts. The open/closed
 state is a two-state machine whose value after an event depends only on the last
 state-setting event (opened/received → open, closed → closed), so it is a window function,
 not a Python loop: `open_before` is that value as of the previous event.
@@ -23,8 +27,8 @@ CONVERSATION_ID_CONFLICTS = (CONFLICT_REUSED_ID, CONFLICT_SECOND_ID, CONFLICT_OU
 
 # Deterministic id of a session: contact + open time + opening event (over `_sessions` ⋈ `_ordered`).
 DERIVED_ID_SQL = (
-    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, event_order) FILTER (WHERE opens))::VARCHAR"
-    " || '|' || arg_min(event_id, event_order) FILTER (WHERE opens)), 24)"
+    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, global_order) FILTER (WHERE opens))::VARCHAR"
+    " || '|' || arg_min(event_id, global_order) FILTER (WHERE opens)), 24)"
 )
 CONFLICT_SQL = f"""CASE
     WHEN o.conversation_id IS NULL THEN NULL
@@ -75,18 +79,17 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
     (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
     """
-    # event_order is the event's position within its contact (docs/warehouse.md): a late
-    # event renumbers only its own contact. Computed on a narrow projection (sorting wide rows
-    # moves every summary along), then joined back once.
+    # The global order is computed on a narrow projection (sorting wide rows moves every
+    # summary along), then joined back once. It is one integer sort key for the windows below
+    # and the join key of the temp tables; it is not published.
     con.sql(
         """
         CREATE OR REPLACE TEMP TABLE _ordered AS
         WITH keys AS (
-            SELECT event_id, row_number() OVER (
-                PARTITION BY contact_id ORDER BY occurred_at, kind_rank, event_id) AS event_order
+            SELECT event_id, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS global_order
             FROM valid_events
         )
-        SELECT v.*, k.event_order FROM valid_events v JOIN keys k USING (event_id)
+        SELECT v.*, k.global_order FROM valid_events v JOIN keys k USING (event_id)
         """
     )
     # The state machine runs on a narrow projection (both windows share one sort), and the
@@ -95,7 +98,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         """
         CREATE OR REPLACE TEMP TABLE _sessions AS
         WITH s AS (
-            SELECT event_order, contact_id, event_type,
+            SELECT global_order, contact_id, event_type,
                 CASE WHEN event_type IN ('conversation.opened', 'message.received') THEN 1
                      WHEN event_type = 'conversation.closed' THEN 0 END AS sets_open
             FROM _ordered
@@ -103,7 +106,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         f AS (
             SELECT *,
                 coalesce(last_value(sets_open IGNORE NULLS) OVER (
-                    PARTITION BY contact_id ORDER BY event_order
+                    PARTITION BY contact_id ORDER BY global_order
                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS open_before
             FROM s
         ),
@@ -113,10 +116,11 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                 (event_type = 'conversation.closed' AND open_before = 0) AS orphan
             FROM f
         )
-        SELECT event_order, contact_id, opens, orphan,
-            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY event_order ROWS UNBOUNDED PRECEDING) AS session_no,
-            -- orphan closes leave `events`: the published order counts the events that stay
-            sum(orphan::INT) OVER (PARTITION BY contact_id ORDER BY event_order ROWS UNBOUNDED PRECEDING) AS orphans_so_far,
+        SELECT global_order, contact_id, opens, orphan,
+            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING) AS session_no,
+            -- the published event_order: position within the contact among the events that
+            -- stay (orphan closes leave `events`), in the same sort as the other windows
+            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING) AS event_order,
             (open_before = 1 OR opens) AND NOT orphan AS in_session
         FROM g
         """
@@ -125,23 +129,20 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     # A session's candidate name is its first given id by event order; of the sessions whose
     # candidate is the same id (a thread id reused after a reopen, or by another contact), the
     # earliest keeps it and the others get the derived id: nothing is ever merged. "Earliest"
-    # compares sessions of different contacts, so it is by the first event's (occurred_at,
-    # kind rank, event_id), not by the per-contact event_order.
+    # compares sessions of different contacts: by the global order of their first events.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
         WITH sess AS (
-            SELECT contact_id, session_no,
-                arg_min({{'at': occurred_at, 'rank': kind_rank, 'id': event_id}}, event_order) AS first_event,
-                arg_min(conversation_id, event_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
+            SELECT contact_id, session_no, min(global_order) AS first_order,
+                arg_min(conversation_id, global_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
                 {DERIVED_ID_SQL} AS derived_id
-            FROM _sessions JOIN _ordered USING (event_order, contact_id) WHERE in_session
+            FROM _sessions JOIN _ordered USING (global_order, contact_id) WHERE in_session
             GROUP BY contact_id, session_no
         )
         SELECT contact_id, session_no, candidate_id,
             CASE WHEN candidate_id IS NOT NULL
-                  AND row_number() OVER (PARTITION BY candidate_id
-                      ORDER BY first_event.at, first_event.rank, first_event.id) = 1
+                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_order) = 1
                  THEN candidate_id ELSE derived_id END AS session_conversation_id
         FROM sess
         """
@@ -156,8 +157,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             o.conversation_id AS given_conversation_id,
             {CONFLICT_SQL} AS conversation_id_conflict,
             o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
-            o.event_order - x.orphans_so_far AS event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
-        FROM _ordered o JOIN _sessions x USING (contact_id, event_order)
+            x.event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
+        FROM _ordered o JOIN _sessions x USING (global_order)
         LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
         WHERE NOT x.orphan
         """
@@ -166,11 +167,11 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE orphan_closes AS
         WITH orphans AS (
-            SELECT s.* FROM _ordered s JOIN _sessions x USING (contact_id, event_order) WHERE x.orphan
+            SELECT s.* FROM _ordered s JOIN _sessions x USING (global_order) WHERE x.orphan
         ),
         effective_closes AS (
-            SELECT s.contact_id, s.event_order, s.event_id, s.occurred_at
-            FROM _ordered s JOIN _sessions x USING (contact_id, event_order)
+            SELECT s.contact_id, s.global_order, s.event_id, s.occurred_at
+            FROM _ordered s JOIN _sessions x USING (global_order)
             WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
         )
         SELECT o.source_file AS file, o.source_line AS line, r.raw_record, o.event_id,
@@ -184,7 +185,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                          || ' (a second close of one conversation?); drop this close or deliver the events that reopened it'
                END AS reason
         FROM orphans o
-        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.event_order < o.event_order
+        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.global_order < o.global_order
         -- validation keeps the raw text of every close (closeconv/ingest.py)
         LEFT JOIN validated_records r ON r.file = o.source_file AND r.line = o.source_line
         """
