@@ -59,7 +59,7 @@ from closeconv.workflows.tables import (
     SKIP_SAME_USER,
     SKIPPED,
 )
-from closeconv.workflows.writers import run_over_frame
+from closeconv.workflows.writers import FRAME, run_over_frame
 
 _INF = float("inf")
 _BIG = 9_223_372_036_854_775_807
@@ -86,7 +86,7 @@ def _with_global_order(con: duckdb.DuckDBPyConnection, trig: pl.DataFrame) -> pl
         con, keys,
         f"""
         SELECT t.global_order, n.global_order AS nr_global_order
-        FROM _cc_wf_frame k
+        FROM {FRAME} k
         JOIN {_TIMED_EVENTS} t ON t.contact_id = k.contact_id AND t.event_order = k.event_order
         LEFT JOIN {_TIMED_EVENTS} n ON n.contact_id = k.contact_id AND n.event_order = k.nr_order
         ORDER BY k.k

@@ -30,7 +30,7 @@ ACTION_ID_SQL = "substr(md5(run_id || '|' || step_id), 1, 20)"
 TIMELINE_ORDER_SQL = (
     "CASE WHEN sub = 0 THEN event_order ELSE event_order + 0.5 + least(sub - 1, 499) / 1000.0 END"
 )
-_FRAME = "_cc_wf_frame"
+FRAME = "_cc_wf_frame"
 _US = pl.Datetime("us", "UTC")
 
 
@@ -46,21 +46,21 @@ class _Stream:
 
 def run_over_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, sql: str, *, rows: bool) -> pl.DataFrame | None:
     """Run ``sql``, which reads ``frame`` as ``_cc_wf_frame``; with ``rows``, return its result."""
-    con.register(_FRAME, _Stream(frame))
+    con.register(FRAME, _Stream(frame))
     try:
         if rows:
             return con.sql(sql).pl()  # not pl.DataFrame(relation): that path leaks nanobind objects (warnings at exit)
         con.execute(sql)
         return None
     finally:
-        con.unregister(_FRAME)
+        con.unregister(FRAME)
 
 
 def _md5_ids(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, id_sql: str) -> pl.Series:
     """``id_sql`` evaluated by DuckDB over every row of ``frame``, in the frame's order."""
     if frame.height == 0:
         return pl.Series("id", [], dtype=pl.String)
-    ids = run_over_frame(con, frame, f"SELECT CAST({id_sql} AS VARCHAR) AS id FROM {_FRAME}", rows=True)
+    ids = run_over_frame(con, frame, f"SELECT CAST({id_sql} AS VARCHAR) AS id FROM {FRAME}", rows=True)
     return ids.to_series()
 
 
@@ -70,7 +70,7 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, col
     the frame's row order; ``exprs`` computes some columns in SQL instead."""
     exprs = exprs or {}
     select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
-    run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {_FRAME}", rows=False)
+    run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {FRAME}", rows=False)
 
 
 def _rows_at(frame: pl.DataFrame, key: str, values: pl.Series) -> pl.DataFrame:
