@@ -120,7 +120,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
             sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING) AS session_no,
             -- the published event_order: position within the contact among the events that
             -- stay (orphan closes leave `events`), in the same sort as the other windows
-            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING) AS event_order,
+            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING)::BIGINT
+                AS event_order,
             (open_before = 1 OR opens) AND NOT orphan AS in_session
         FROM g
         """
