@@ -4,10 +4,9 @@ Per contact the events are ordered by (occurred_at, kind rank, event_id); the pu
 `event_order` is the event's position within its contact (docs/warehouse.md), so a late event
 renumbers only its own contact. Internally the temp tables are keyed by `global_order`, the
 same order over all events: an integer join key, and what session naming compares across
-contacts. The open/closed
-state is a two-state machine whose value after an event depends only on the last
-state-setting event (opened/received → open, closed → closed), so it is a window function,
-not a Python loop: `open_before` is that value as of the previous event.
+contacts. The open/closed state is a two-state machine whose value after an event depends
+only on the last state-setting event (opened/received → open, closed → closed), so it is a
+window function, not a Python loop: `open_before` is that value as of the previous event.
 """
 
 from __future__ import annotations
