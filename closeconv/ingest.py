@@ -21,6 +21,7 @@ import re
 import sys
 import gzip
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -590,6 +591,19 @@ def _restage_file(
         raise
 
 
+@contextmanager
+def _unordered_inserts(con: duckdb.DuckDBPyConnection):
+    """Let DuckDB insert validated records in any order (every reader of `validated_records`
+    orders or groups what it reads): the validation statement then runs without keeping its
+    rows in input order, which costs both cores about a CPU-second per million records."""
+    before = con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.sql("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.sql(f"SET preserve_insertion_order = {'true' if before else 'false'}")
+
+
 def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archive_dir: Path | None = None) -> IngestStats:
     """Bring `validated_records` in line with the landing folder: read new or changed files only.
 
@@ -613,18 +627,19 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
                 "WHERE lf.file = p.file AND lf.path IS DISTINCT FROM p.path")
         con.unregister("_file_paths")
     now = datetime.now(timezone.utc)
-    for f in files:
-        if known.get(f.name) == f.fingerprint:
-            continue
-        try:
-            _restage_file(con, f, now)
-        except _READ_ERRORS as exc:
-            # An unreadable file (corrupt gzip or parquet) is quarantined as one record. The
-            # failed attempt was rolled back first: a DuckDB error while reading aborts the
-            # transaction, so nothing more could be written in it.
-            file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
-            _restage_file(con, f, now, file_error)
-        stats.files_parsed += 1
+    with _unordered_inserts(con):
+        for f in files:
+            if known.get(f.name) == f.fingerprint:
+                continue
+            try:
+                _restage_file(con, f, now)
+            except _READ_ERRORS as exc:
+                # An unreadable file (corrupt gzip or parquet) is quarantined as one record. The
+                # failed attempt was rolled back first: a DuckDB error while reading aborts the
+                # transaction, so nothing more could be written in it.
+                file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
+                _restage_file(con, f, now, file_error)
+            stats.files_parsed += 1
     stats.records_read = con.sql("SELECT coalesce(sum(records), 0) FROM landing_files").fetchall()[0][0]
     return stats
 
