@@ -818,18 +818,26 @@ def _validation_sql(source: str) -> str:
         SELECT *, {text_cols}
         FROM fields
     ),
+    trimmed AS (
+        -- trim() copies the value: only when its first or last character may be a space
+        SELECT *,
+            CASE WHEN occurred_at_txt >= '!' AND occurred_at_txt < chr(127) AND right(occurred_at_txt, 1) BETWEEN '!' AND '~'
+                 THEN occurred_at_txt ELSE trim(occurred_at_txt) END AS occurred_at_trim
+        FROM texts
+    ),
     typed AS (
         SELECT *,
             lower(trim(event_type_txt)) AS event_type_norm,
-            -- integer text only: DuckDB would round '1772442000000.6' to a whole number
-            CASE WHEN regexp_full_match(trim(occurred_at_txt), '{integer}')
-                 THEN try_cast(trim(occurred_at_txt) AS BIGINT) END AS epoch_ms,
-            coalesce(regexp_matches(trim(occurred_at_txt), '{iso}{offset}'), false) AS has_offset,
+            -- integer text only: DuckDB would round '1772442000000.6' to a whole number (an
+            -- ISO timestamp is longer than the longest integer: no regex for it)
+            CASE WHEN strlen(occurred_at_trim) <= 20 AND regexp_full_match(occurred_at_trim, '{integer}')
+                 THEN try_cast(occurred_at_trim AS BIGINT) END AS epoch_ms,
+            coalesce(regexp_matches(occurred_at_trim, '{iso}{offset}'), false) AS has_offset,
             coalesce(lower(trim(source_txt)), CASE lower(trim(event_type_txt)) {default_cases} END) AS source_norm,
             CASE lower(trim(event_type_txt))
                 {source_cases}
             END AS allowed_sources
-        FROM texts
+        FROM trimmed
     ),
     timed AS (
         SELECT *,
@@ -841,7 +849,7 @@ def _validation_sql(source: str) -> str:
                            OR epoch_ms BETWEEN -99999999999999 AND -100000000000
                          THEN make_timestamptz(epoch_ms * 1000) END
                 -- upper(): the pattern accepts a lower-case 'z' (RFC 3339); the cast does not
-                WHEN has_offset THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
+                WHEN has_offset THEN try_cast(CASE WHEN contains(occurred_at_trim, 'z') THEN upper(occurred_at_trim) ELSE occurred_at_trim END AS TIMESTAMPTZ)
             END AS parsed_ts
         FROM typed
     ),
