@@ -594,8 +594,8 @@ def _restage_file(
 @contextmanager
 def _unordered_inserts(con: duckdb.DuckDBPyConnection):
     """Let DuckDB insert validated records in any order (every reader of `validated_records`
-    orders or groups what it reads): the validation statement then runs without keeping its
-    rows in input order, which costs both cores about a CPU-second per million records."""
+    orders or groups what it reads): keeping the validation statement's rows in input order
+    cost about a CPU-second per million records (docs/performance.md, ingest round 3)."""
     before = con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.sql("SET preserve_insertion_order = false")
     try:
