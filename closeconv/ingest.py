@@ -21,6 +21,7 @@ import re
 import sys
 import gzip
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -590,6 +591,19 @@ def _restage_file(
         raise
 
 
+@contextmanager
+def _unordered_inserts(con: duckdb.DuckDBPyConnection):
+    """Let DuckDB insert validated records in any order (every reader of `validated_records`
+    orders or groups what it reads): keeping the validation statement's rows in input order
+    cost about a CPU-second per million records (docs/performance.md, ingest round 3)."""
+    before = con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.sql("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.sql(f"SET preserve_insertion_order = {'true' if before else 'false'}")
+
+
 def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archive_dir: Path | None = None) -> IngestStats:
     """Bring `validated_records` in line with the landing folder: read new or changed files only.
 
@@ -613,18 +627,19 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
                 "WHERE lf.file = p.file AND lf.path IS DISTINCT FROM p.path")
         con.unregister("_file_paths")
     now = datetime.now(timezone.utc)
-    for f in files:
-        if known.get(f.name) == f.fingerprint:
-            continue
-        try:
-            _restage_file(con, f, now)
-        except _READ_ERRORS as exc:
-            # An unreadable file (corrupt gzip or parquet) is quarantined as one record. The
-            # failed attempt was rolled back first: a DuckDB error while reading aborts the
-            # transaction, so nothing more could be written in it.
-            file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
-            _restage_file(con, f, now, file_error)
-        stats.files_parsed += 1
+    with _unordered_inserts(con):
+        for f in files:
+            if known.get(f.name) == f.fingerprint:
+                continue
+            try:
+                _restage_file(con, f, now)
+            except _READ_ERRORS as exc:
+                # An unreadable file (corrupt gzip or parquet) is quarantined as one record. The
+                # failed attempt was rolled back first: a DuckDB error while reading aborts the
+                # transaction, so nothing more could be written in it.
+                file_error = f"file could not be read as {f.fmt}: {type(exc).__name__}: {exc}".splitlines()[0]
+                _restage_file(con, f, now, file_error)
+            stats.files_parsed += 1
     stats.records_read = con.sql("SELECT coalesce(sum(records), 0) FROM landing_files").fetchall()[0][0]
     return stats
 
@@ -679,8 +694,11 @@ def _validation_sql(source: str) -> str:
     jtype_cols = ",\n            ".join(
         f"CASE WHEN {suspicious(n)} THEN json_type(raw, '$.\"{n}\"') END AS {n}_jtype" for n in parsed_fields
     )
+    # Not blank: trim() (which allocates a copy) only for the rare value whose first byte is not
+    # printable ASCII (0x21-0x7E): trim removes spaces, never such a character.
     text_cols = ",\n            ".join(
-        f"CASE WHEN {n}_jtype IS NULL AND trim(j.{n}) <> '' THEN j.{n} END AS {n}_txt" for n in parsed_fields
+        f"CASE WHEN {n}_jtype IS NULL AND ((j.{n} >= '!' AND j.{n} < chr(127)) OR trim(j.{n}) <> '') "
+        f"THEN j.{n} END AS {n}_txt" for n in parsed_fields
     )
     numeric_platform = [n for n, t in PLATFORM_FIELDS.items() if t != "VARCHAR"]
     platform_cols = ",\n        ".join(
@@ -800,18 +818,26 @@ def _validation_sql(source: str) -> str:
         SELECT *, {text_cols}
         FROM fields
     ),
+    trimmed AS (
+        -- trim() copies the value: only when its first or last character may be a space
+        SELECT *,
+            CASE WHEN occurred_at_txt >= '!' AND occurred_at_txt < chr(127) AND right(occurred_at_txt, 1) BETWEEN '!' AND '~'
+                 THEN occurred_at_txt ELSE trim(occurred_at_txt) END AS occurred_at_trim
+        FROM texts
+    ),
     typed AS (
         SELECT *,
             lower(trim(event_type_txt)) AS event_type_norm,
-            -- integer text only: DuckDB would round '1772442000000.6' to a whole number
-            CASE WHEN regexp_full_match(trim(occurred_at_txt), '{integer}')
-                 THEN try_cast(trim(occurred_at_txt) AS BIGINT) END AS epoch_ms,
-            coalesce(regexp_matches(trim(occurred_at_txt), '{iso}{offset}'), false) AS has_offset,
+            -- integer text only: DuckDB would round '1772442000000.6' to a whole number (an
+            -- ISO timestamp is longer than the longest integer: no regex for it)
+            CASE WHEN strlen(occurred_at_trim) <= 20 AND regexp_full_match(occurred_at_trim, '{integer}')
+                 THEN try_cast(occurred_at_trim AS BIGINT) END AS epoch_ms,
+            coalesce(regexp_matches(occurred_at_trim, '{iso}{offset}'), false) AS has_offset,
             coalesce(lower(trim(source_txt)), CASE lower(trim(event_type_txt)) {default_cases} END) AS source_norm,
             CASE lower(trim(event_type_txt))
                 {source_cases}
             END AS allowed_sources
-        FROM texts
+        FROM trimmed
     ),
     timed AS (
         SELECT *,
@@ -823,7 +849,7 @@ def _validation_sql(source: str) -> str:
                            OR epoch_ms BETWEEN -99999999999999 AND -100000000000
                          THEN make_timestamptz(epoch_ms * 1000) END
                 -- upper(): the pattern accepts a lower-case 'z' (RFC 3339); the cast does not
-                WHEN has_offset THEN try_cast(upper(trim(occurred_at_txt)) AS TIMESTAMPTZ)
+                WHEN has_offset THEN try_cast(CASE WHEN contains(occurred_at_trim, 'z') THEN upper(occurred_at_trim) ELSE occurred_at_trim END AS TIMESTAMPTZ)
             END AS parsed_ts
         FROM typed
     ),
