@@ -29,7 +29,7 @@ class WarehouseResource(dg.ConfigurableResource):
     timezone: str = "UTC"
     allow_shrink: bool = False
     auto_close_hours: str = ""  # "" = off; checked by Settings.check() before any work
-    memory_limit: str = ""  # "" = DuckDB's default; checked by Settings.check() before any work
+    memory_limit: str = ""  # "" = the default cap (config.default_memory_limit); checked by Settings.check()
     _run_scope: ExitStack | None = PrivateAttr(default=None)
     _staging: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
