@@ -219,10 +219,10 @@ _SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
 MIN_MEMORY_LIMIT = 64 * 10**6  # below this DuckDB cannot run the pipeline's queries at all
-# The default cap (docs/operations.md, "Memory"): a quarter of RAM, at most 2.5 GB. DuckDB's own
-# default, 80% of RAM, let a 10M-event run peak at 9.6 GB; the process also holds ~1 GB outside
-# DuckDB at 10M (Polars frames of the replay, Arrow blocks of the parser, Python), so 2.5 GB keeps
-# the whole run under 4 GiB, and up to 5M events a run fits without spilling.
+# The default cap (docs/operations.md, Configuration; docs/performance.md, "Memory by default"):
+# a quarter of RAM, at most 2.5 GB. DuckDB's own default, 80% of RAM, let a 10M-event run peak at
+# 9.6 GB; the process also holds ~1 GB outside DuckDB at 10M (Polars frames of the replay, Arrow
+# blocks of the parser, Python), hence 2.5 GB for a 4 GiB run; at 5M nothing spills under it.
 DEFAULT_MEMORY_LIMIT_SHARE = 0.25
 DEFAULT_MEMORY_LIMIT_CEILING = 2_500 * 10**6
 
