@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # path); every run reads this folder too, so their events stay. None = files stay put.
     archive_dir: Path | None = Field(None, validation_alias="CLOSECONV_ARCHIVE")
     # Cap on the staging DuckDB's memory (e.g. "3GB"); past it DuckDB spills to the staging
-    # folder instead of failing. None = DuckDB's default (80 % of RAM). Text, checked by check().
+    # folder instead of failing. None = default_memory_limit(). Text, checked by check().
     memory_limit: str | None = Field(None, validation_alias="CLOSECONV_MEMORY_LIMIT")
 
     # Where a setting came from, for error messages ("--landing", "CLOSECONV_LANDING", "default").
@@ -175,12 +175,13 @@ class Settings(BaseSettings):
                 "e.g. data/archive."
             )
 
-    def memory_limit_bytes(self) -> int | None:
-        """The memory cap in bytes (None: DuckDB's default); ConfigError naming the origin when bad."""
+    def memory_limit_bytes(self) -> int:
+        """The memory cap in bytes (unset: default_memory_limit()); ConfigError naming the origin when bad."""
         try:
-            return parse_memory_limit(self.memory_limit, self.origin("memory_limit"))
+            given = parse_memory_limit(self.memory_limit, self.origin("memory_limit"))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        return given if given is not None else default_memory_limit()
 
     def _check_landing(self) -> None:
         where = self.origin("landing_dir")
@@ -218,6 +219,19 @@ _SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
 MIN_MEMORY_LIMIT = 64 * 10**6  # below this DuckDB cannot run the pipeline's queries at all
+# The default cap (docs/operations.md, Configuration; docs/performance.md, "Memory by default"):
+# a quarter of RAM, at most 2.5 GB. DuckDB's own default, 80% of RAM, let a 10M-event run peak at
+# 9.6 GB; the process also holds ~1 GB outside DuckDB at 10M (Polars frames of the replay, Arrow
+# blocks of the parser, Python), hence 2.5 GB for a 4 GiB run; at 5M nothing spills under it.
+DEFAULT_MEMORY_LIMIT_SHARE = 0.25
+DEFAULT_MEMORY_LIMIT_CEILING = 2_500 * 10**6
+
+
+def default_memory_limit(ram_bytes: int | None = None) -> int:
+    """The staging DuckDB's memory cap when none is given: a share of RAM with a ceiling."""
+    if ram_bytes is None:
+        ram_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(MIN_MEMORY_LIMIT, min(DEFAULT_MEMORY_LIMIT_CEILING, int(ram_bytes * DEFAULT_MEMORY_LIMIT_SHARE)))
 
 
 def parse_memory_limit(text: str | None, origin: str) -> int | None:
@@ -230,7 +244,7 @@ def parse_memory_limit(text: str | None, origin: str) -> int | None:
         raise ValueError(
             f"memory limit {text!r} (from {origin}) is not a size. "
             f"Give a number and a unit, e.g. 3GB, 500MB or 2GiB, for --memory-limit / {ENV_NAMES['memory_limit']}, "
-            "or leave it unset for DuckDB's default (80% of RAM)."
+            "or leave it unset for the default (a quarter of RAM, at most 2.5GB)."
         )
     size = int(float(m.group(1)) * unit)
     if size < MIN_MEMORY_LIMIT:
@@ -241,6 +255,7 @@ def parse_memory_limit(text: str | None, origin: str) -> int | None:
     return size
 
 
+@lru_cache(maxsize=1)  # a run checks its settings twice (CLI, then its first step): one query
 def duckdb_timezones() -> frozenset[str]:
     """The timezone names DuckDB accepts (its ICU list): the pipeline computes days with it."""
     import duckdb

@@ -17,7 +17,10 @@ import dagster as dg
 from closeconv.config import Settings
 from closeconv.warehouse import pipeline_lock
 from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
+from dagster._core.instance.ref import InstanceRef
+
 from pipelines.dagster_fsync import fewer_fsyncs
+from pipelines.dagster_storage import pooled_storage_overrides
 
 # The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):
 # one closeconv run at a time; more are queued, never run side by side. No usage statistics:
@@ -38,13 +41,19 @@ telemetry:
 
 def closeconv_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance in `settings.instance_dir`, with INSTANCE_YAML as its dagster.yaml
-    when new or written by an earlier closeconv (a dagster.yaml of someone else's is kept)."""
+    when new or written by an earlier closeconv (a dagster.yaml of someone else's is kept, and
+    used as it is). Ours is opened through pooled SQLite storage (pipelines/dagster_storage.py):
+    the same files, a fraction of the cost per stored event."""
     home = settings.instance_dir
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or (config.read_text().startswith(WRITTEN_BY) and config.read_text() != INSTANCE_YAML):
+    text = config.read_text() if config.exists() else None
+    if text is None or (text.startswith(WRITTEN_BY) and text != INSTANCE_YAML):
         config.write_text(INSTANCE_YAML)
-    return dg.DagsterInstance.from_config(str(home))
+        text = INSTANCE_YAML
+    if not text.startswith(WRITTEN_BY):
+        return dg.DagsterInstance.from_config(str(home))
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=pooled_storage_overrides(str(home))))
 
 
 @contextmanager

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from closeconv.cli import main
-from closeconv.config import resolve_settings
-from closeconv.warehouse import _open_staging
+from closeconv.config import DEFAULT_MEMORY_LIMIT_CEILING, MIN_MEMORY_LIMIT, default_memory_limit, resolve_settings
+from closeconv.warehouse import _open_staging, staging_connection
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("events", "conversations", "workflow_runs", "workflow_actions", "assignments", "rejected_events")
@@ -57,9 +57,32 @@ def test_small_memory_limit_gives_the_same_tables(tmp_path):
     free_tables = _table_hashes(tmp_path / "free" / "wh.duckdb")
     assert free_tables["events"][0] > 80_000
     assert _table_hashes(tmp_path / "capped" / "wh.duckdb") == free_tables
-    # The spill folder lives inside the pipeline-private staging folder, not in /tmp.
+    # The spill folder lives inside the pipeline-private staging folder, not in /tmp; with no
+    # limit given the default cap applies, and spills there too.
     assert (tmp_path / "capped" / ".closeconv" / "wh.staging.spill").is_dir()
-    assert not (tmp_path / "free" / ".closeconv" / "wh.staging.spill").exists()
+    assert (tmp_path / "free" / ".closeconv" / "wh.staging.spill").is_dir()
+
+
+@pytest.mark.parametrize("ram, expected", [
+    (24 * 2**30, DEFAULT_MEMORY_LIMIT_CEILING),  # this machine: the ceiling
+    (8 * 2**30, 2 * 2**30),  # a quarter of RAM
+    (128 * 2**20, MIN_MEMORY_LIMIT),  # never below what the pipeline needs
+])
+def test_default_memory_limit_is_a_quarter_of_ram_with_a_ceiling(ram, expected):
+    assert default_memory_limit(ram) == expected
+
+
+def test_the_default_limit_applies_when_none_is_given(tmp_path):
+    settings = resolve_settings({"warehouse_path": tmp_path / "wh.duckdb"}, env_file=None)
+    assert settings.memory_limit is None
+    assert settings.memory_limit_bytes() == default_memory_limit()
+    with staging_connection(settings) as con:
+        limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    # DuckDB shows the setting rounded ("2.3 GiB"): compare with how it shows the default.
+    memory = duckdb.connect()
+    memory.sql(f"SET memory_limit = '{default_memory_limit()}B'")
+    assert limit == memory.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    memory.close()
 
 
 def test_staging_connection_applies_the_limit_and_spills_in_the_staging_folder(tmp_path):

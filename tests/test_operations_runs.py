@@ -159,9 +159,23 @@ def test_cli_runs_are_recorded_in_the_persistent_instance(tmp_path):
         assert result.exit_code == 0, result.output
     with closeconv_instance(_settings(root)) as instance:
         runs = instance.get_runs(dg.RunsFilter(job_name=CLOSECONV_JOB))
+        # closeconv writes through its pooled SQLite storage (pipelines/dagster_storage.py) …
+        assert type(instance.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
     assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     published = scalar(root / "wh" / "warehouse.duckdb", "SELECT run_id FROM closeconv_meta")
     assert published == runs[0].run_id  # newest first
+
+    # … and Dagster's stock storage (what `dg dev` opens) reads the same history: both runs, each
+    # run's materializations, the latest materialization of every asset, the check results.
+    with dg.DagsterInstance.from_config(str(_settings(root).instance_dir)) as stock:
+        assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert [r.run_id for r in stock.get_runs(dg.RunsFilter(job_name=CLOSECONV_JOB))] == [r.run_id for r in runs]
+        materialized = stock.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        assert {r.asset_key.path[-1] for r in materialized} >= {"landing_files", "events", "conversations", "warehouse_file"}
+        latest = stock.get_latest_materialization_event(dg.AssetKey("events"))
+        assert latest is not None and latest.run_id == runs[0].run_id
+        checks = stock.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        assert checks and all(r.event_log_entry.dagster_event.event_specific_data.passed for r in checks)
 
 
 # --------------------------------------------------------------------------------------

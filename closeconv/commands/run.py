@@ -38,7 +38,7 @@ def settings_options(fn):
             click.option("--timezone", "timezone", help="Workspace timezone, IANA name (DST-correct days). [env CLOSECONV_TIMEZONE; default UTC]"),
             click.option("--archive", "archive_dir", type=click.Path(path_type=Path), help="Archive folder: after a run, processed landing files move here; runs read it too, so their events stay. [env CLOSECONV_ARCHIVE; default off]"),
             click.option("--auto-close-hours", "auto_close_hours", help="Derive respond.io's auto-close: close N hours after the last human message without a contact reply (for sources that send no closes; closes get source auto_close). [env CLOSECONV_AUTO_CLOSE_HOURS; default off]"),
-            click.option("--memory-limit", "memory_limit", help="Cap DuckDB's memory while building, e.g. 3GB; larger inputs spill to the staging folder instead of failing. [env CLOSECONV_MEMORY_LIMIT; default DuckDB's 80% of RAM]"),
+            click.option("--memory-limit", "memory_limit", help="Cap DuckDB's memory while building, e.g. 3GB; larger inputs spill to the staging folder instead of failing. [env CLOSECONV_MEMORY_LIMIT; default a quarter of RAM, at most 2.5GB]"),
         ]
     ):
         fn = option(fn)
@@ -50,7 +50,8 @@ def print_summary(settings: Settings, seconds: float) -> None:
 
     con = open_warehouse_readonly(settings.warehouse_path)
     try:
-        run = con.sql("SELECT * FROM pipeline_runs ORDER BY published_at DESC LIMIT 1").pl().to_dicts()[0]
+        latest = con.sql("SELECT * FROM pipeline_runs ORDER BY published_at DESC LIMIT 1")
+        run = dict(zip(latest.columns, latest.fetchall()[0]))
         reasons = con.sql(
             "SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()

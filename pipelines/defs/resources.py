@@ -7,12 +7,13 @@ Either way the values come from the one resolver in `closeconv.config`.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from closeconv.config import ENV_NAMES, Settings, resolve_settings
 from closeconv.warehouse import pipeline_lock, staging_connection
@@ -28,7 +29,9 @@ class WarehouseResource(dg.ConfigurableResource):
     timezone: str = "UTC"
     allow_shrink: bool = False
     auto_close_hours: str = ""  # "" = off; checked by Settings.check() before any work
-    memory_limit: str = ""  # "" = DuckDB's default; checked by Settings.check() before any work
+    memory_limit: str = ""  # "" = the default cap (config.default_memory_limit); checked by Settings.check()
+    _run_scope: ExitStack | None = PrivateAttr(default=None)
+    _staging: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     def auto_close(self) -> float | None:
         return self.settings().auto_close()
@@ -42,13 +45,24 @@ class WarehouseResource(dg.ConfigurableResource):
         if context.run is None:  # a sensor or schedule evaluation: no lock needed
             yield self
             return
-        with pipeline_lock(self.settings()):
-            yield self
+        with pipeline_lock(self.settings()), ExitStack() as run_scope:
+            self._run_scope = run_scope
+            try:
+                yield self
+            finally:
+                self._run_scope = self._staging = None
 
     @contextmanager
     def staging(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with staging_connection(self.settings()) as con:
-            yield con
+        """The staging database. Within a run, one connection serves every step: opened by the
+        first step that needs it, closed when the run ends (one open and one checkpoint per run)."""
+        if self._run_scope is None:  # outside a run (a test calling the asset): its own connection
+            with staging_connection(self.settings()) as con:
+                yield con
+            return
+        if self._staging is None:
+            self._staging = self._run_scope.enter_context(staging_connection(self.settings()))
+        yield self._staging
 
 
 class LandingResource(dg.ConfigurableResource):
