@@ -621,11 +621,13 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
             _forget_file(con, gone)
         # Where each known file is now (moved to the archive folder?): a conflicting duplicate's
         # text is re-read from there.
-        con.register("_file_paths", pa.table({"file": [f.name for f in files],
-                                              "path": [str(f.path.absolute()) for f in files]}))
-        con.sql("UPDATE landing_files lf SET path = p.path FROM _file_paths p "
-                "WHERE lf.file = p.file AND lf.path IS DISTINCT FROM p.path")
-        con.unregister("_file_paths")
+        # Two lists unnested by DuckDB, not a pyarrow table: building one imports pandas (0.24 s a run).
+        con.execute(
+            "UPDATE landing_files lf SET path = p.path "
+            "FROM (SELECT unnest(?::VARCHAR[]) AS file, unnest(?::VARCHAR[]) AS path) p "
+            "WHERE lf.file = p.file AND lf.path IS DISTINCT FROM p.path",
+            [[f.name for f in files], [str(f.path.absolute()) for f in files]],
+        )
     now = datetime.now(timezone.utc)
     with _unordered_inserts(con):
         for f in files:
