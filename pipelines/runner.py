@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from closeconv.config import Settings
 from closeconv.warehouse import pipeline_lock
-from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
-from dagster._core.instance.ref import InstanceRef
-
 from pipelines.dagster_fsync import fewer_fsyncs
+from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
 from pipelines.dagster_storage import pooled_storage_overrides
 
 # The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):

@@ -65,6 +65,12 @@ _INF = float("inf")
 _BIG = 9_223_372_036_854_775_807
 # The events this engine reads, numbered in the global event order (dropped after the replay).
 _TIMED_EVENTS = "_cc_events_in_time"
+# Each conversation's span in the global order: its first event to its last close (null: still open).
+_CONVERSATION_SPANS_SQL = f"""
+    SELECT any_value(contact_id) AS contact_id, min(global_order) AS s,
+           max(global_order) FILTER (WHERE event_type = 'conversation.closed') AS e
+    FROM {_TIMED_EVENTS} WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+"""
 
 
 def _number_events_in_time(con: duckdb.DuckDBPyConnection) -> None:
@@ -161,11 +167,7 @@ class OpenCounts:
                 SELECT contact_id, nullif(trim(assignee_id), '') AS u, global_order AS f,
                        lead(global_order) OVER (PARTITION BY contact_id ORDER BY global_order) AS t
                 FROM {_TIMED_EVENTS} WHERE event_type = 'contact.assignee.updated'
-            ), spans AS (
-                SELECT any_value(contact_id) AS contact_id, min(global_order) AS s,
-                       max(global_order) FILTER (WHERE event_type = 'conversation.closed') AS e
-                FROM {_TIMED_EVENTS} WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-            ), ov AS (
+            ), spans AS ({_CONVERSATION_SPANS_SQL}), ov AS (
                 SELECT r.u, greatest(r.f, sp.s) AS a,
                        least(coalesce(r.t, {_BIG}), coalesce(sp.e, {_BIG})) AS b
                 FROM rec r JOIN spans sp ON sp.contact_id = r.contact_id
@@ -185,11 +187,8 @@ class OpenCounts:
             self.rec[u] = (g.get_column("o").to_list(), g.get_column("c").cast(pl.Int64).to_list())
         spans = con.sql(
             f"""
-            SELECT contact_id, list(s ORDER BY s) AS s, list(e ORDER BY s) AS e FROM (
-                SELECT any_value(contact_id) AS contact_id, min(global_order) AS s,
-                       max(global_order) FILTER (WHERE event_type = 'conversation.closed') AS e
-                FROM {_TIMED_EVENTS} WHERE conversation_id IS NOT NULL GROUP BY conversation_id
-            ) GROUP BY contact_id
+            SELECT contact_id, list(s ORDER BY s) AS s, list(e ORDER BY s) AS e
+            FROM ({_CONVERSATION_SPANS_SQL}) GROUP BY contact_id
             """
         ).pl()
         self.spans: dict[str, tuple[list[int], list[float]]] = {
