@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from closeconv import changes
 from closeconv.contract import (
     ALLOWED_SOURCES,
     DEFAULT_SOURCE,
@@ -237,6 +238,7 @@ def _ensure_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
         if known and known[0][0] != rules_version:
             con.sql("DROP TABLE IF EXISTS validated_records")
             con.sql("DELETE FROM landing_files")
+            changes.mark_everything(con, [changes.EVENTS])
         con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
         con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
 
@@ -245,7 +247,19 @@ _NO_RECORDS = ("(SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCH
                "NULL::BOOLEAN AS is_json_text, NULL::VARCHAR AS file_error WHERE false)")
 
 
-def _forget_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def _journal_file_records(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """The events step recomputes the contacts (and event ids) of a file's records that come or go.
+
+    Valid records only: a validation reject belongs to no contact, and the events step brings
+    those up to date by file (closeconv/events_scope.py)."""
+    changes.mark_contacts(con, [changes.EVENTS],
+                          "SELECT contact_id, event_id FROM validated_records WHERE file = ? AND reason_code IS NULL",
+                          [name])
+
+
+def _forget_file(con: duckdb.DuckDBPyConnection, name: str, journal: bool = True) -> None:
+    if journal:
+        _journal_file_records(con, name)
     for table in ("validated_records", "landing_files"):
         con.sql(f"DELETE FROM {table} WHERE file = ?", params=[name])
 
@@ -269,7 +283,9 @@ def _drop_damaged_cache_entries(con: duckdb.DuckDBPyConnection) -> None:
     damaged = _files_out_of_step(con)
     with transaction(con):
         for name in damaged:
-            _forget_file(con, name)
+            _forget_file(con, name, journal=False)
+        if damaged:  # what those files had contributed is unknown: recompute every contact
+            changes.mark_everything(con, [changes.EVENTS])
     if damaged:
         progress_logger.warning(
             f"staging cache: {len(damaged)} file(s) were incomplete (an interrupted run?); redoing them"
@@ -585,6 +601,7 @@ def _restage_file(
             "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?, ?)",
             params=[f.name, f.fingerprint, f.fmt, sink.records, now, file_error, str(f.path.absolute())],
         )
+        _journal_file_records(con, f.name)
         con.sql("COMMIT")
     except BaseException:
         con.sql("ROLLBACK")
@@ -617,6 +634,8 @@ def stage_landing_files(con: duckdb.DuckDBPyConnection, landing_dir: Path, archi
     known = dict(con.sql("SELECT file, fingerprint FROM landing_files").fetchall())
     present = {f.name for f in files}
     with transaction(con):
+        if not known:  # nothing staged yet: the events step builds everything (no journal of every record)
+            changes.mark_everything(con, [changes.EVENTS])
         for gone in sorted(set(known) - present):
             _forget_file(con, gone)
         # Where each known file is now (moved to the archive folder?): a conflicting duplicate's
@@ -922,12 +941,19 @@ VALIDATION_CHUNK_ROWS = 1_000_000
 CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "event_id")
 
 
-def validate_and_dedupe(con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None) -> IngestStats:
+def validate_and_dedupe(
+    con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true"
+) -> IngestStats:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from validated_records
-    (which `stage_landing_files` keeps in line with the landing folder)."""
+    (which `stage_landing_files` keeps in line with the landing folder).
+
+    `contacts` (a predicate on `contact_id`) limits dedupe to those contacts' records: it must
+    hold for every record that shares an event_id with one of them (closeconv/events_scope.py).
+    `files` (a predicate on `file`) limits the validation rejects to those files'."""
     stats = stats or IngestStats()
     _ensure_staging_tables(con)
-    con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
+    where = "" if contacts == files == "true" else f" WHERE CASE WHEN reason_code IS NULL THEN {contacts} ELSE {files} END"
+    con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records{where}")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
     # an id seen with different contents is a conflict and every version is quarantined.
@@ -1044,3 +1070,4 @@ def forget_staging_caches(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         for table in STAGING_CACHE_TABLES:
             con.sql(f"DROP TABLE IF EXISTS {table}")
+        changes.mark_everything(con, [changes.EVENTS])

@@ -7,12 +7,15 @@ benchmarks can call them directly. No Dagster or Streamlit imports here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
+from closeconv import changes
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
+from closeconv.events_scope import SCOPE_EVENT_IDS, affected_contacts, changed_files, drop_temp_tables, record_built
 from closeconv.ingest import validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import build_reference_tables, load_reference
@@ -33,33 +36,49 @@ class EventCounts:
     # events whose given conversation_id is not their conversation's (spec §4), by reason
     conversation_id_conflicts: dict[str, int]
     auto_closes: int = 0  # derived closes (closeconv/auto_close.py), not read from a file
+    contacts_recomputed: int | None = None  # None: every contact (closeconv/events_scope.py)
 
 
-def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None = None) -> EventCounts:
-    """validated_records → `events` (deduplicated, sessionized) and `rejected_events`."""
-    stats = validate_and_dedupe(con)
-    auto_closes = apply_auto_close(con, auto_close_hours)
+# Reasons found after validation, per event_id group and contact (the others are per file).
+_CONTACT_REASONS = "('conflicting_duplicate', 'orphan_close')"
+_EVENT_COLUMNS = ", ".join([*EVENTS_COLUMNS, *PLATFORM_FIELDS])  # v1.1: the platform's own figures follow the v1 columns
+_NEW_REJECTIONS = """
+    SELECT r.file, r.line, r.raw_record, r.event_id, r.reason_code, r.reason, lf.parsed_at AS ingested_at
+    FROM (SELECT * FROM rejections UNION ALL SELECT * FROM orphan_closes) r
+    LEFT JOIN landing_files lf USING (file)
+"""
+
+
+def build_events(
+    con: duckdb.DuckDBPyConnection, auto_close_hours: float | None = None, as_of: datetime | None = None
+) -> EventCounts:
+    """validated_records → `events` (deduplicated, sessionized) and `rejected_events`.
+
+    Recomputes only the contacts the change journal and the cross-contact rules make affected
+    (closeconv/events_scope.py), or everything; then journals, for the later steps, the contacts
+    whose rows in `events` changed. `as_of` is the auto-close clock (default: now)."""
+    as_of = as_of or datetime.now(timezone.utc)
+    scope = affected_contacts(con, auto_close_hours, as_of)
+    validate_and_dedupe(con, contacts=scope.where("contact_id"), files=changed_files(scope))
+    apply_auto_close(con, auto_close_hours, as_of)
     sessionize(con)
     with transaction(con):
+        if scope.everything:
+            con.sql(f"CREATE OR REPLACE TABLE events AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
+            con.sql(f"CREATE OR REPLACE TABLE rejected_events AS {_NEW_REJECTIONS} ORDER BY r.file, r.line")
+            con.sql("CREATE OR REPLACE TABLE dropped_duplicates AS "
+                    "SELECT event_id, deliveries - 1 AS dropped FROM id_groups WHERE versions = 1")
+            changes.mark_everything(con, [changes.WORKFLOWS, changes.CONVERSATIONS, changes.PUBLISH])
+        else:
+            _replace_scoped_rows(con, scope)
         con.sql(
-            # v1.1: the platform's own figures follow the v1 columns.
-            f"CREATE OR REPLACE TABLE events AS SELECT {', '.join([*EVENTS_COLUMNS, *PLATFORM_FIELDS])} "
-            "FROM sessionized_events"
+            "CREATE OR REPLACE TABLE ingest_counts AS SELECT "
+            "(SELECT coalesce(sum(records), 0) FROM landing_files)::BIGINT AS records_read, "
+            "(SELECT coalesce(sum(dropped), 0) FROM dropped_duplicates)::BIGINT AS duplicates_dropped"
         )
-        con.sql(
-            """
-            CREATE OR REPLACE TABLE rejected_events AS
-            SELECT r.file, r.line, r.raw_record, r.event_id, r.reason_code, r.reason,
-                lf.parsed_at AS ingested_at
-            FROM (SELECT * FROM rejections UNION ALL SELECT * FROM orphan_closes) r
-            LEFT JOIN landing_files lf USING (file)
-            ORDER BY r.file, r.line
-            """
-        )
-        con.sql(
-            "CREATE OR REPLACE TABLE ingest_counts AS SELECT ?::BIGINT AS records_read, ?::BIGINT AS duplicates_dropped",
-            params=[stats.records_read, stats.duplicates_dropped],
-        )
+        record_built(con, auto_close_hours, as_of)
+        changes.clear(con, changes.EVENTS)
+    records_read, duplicates_dropped = con.sql("SELECT records_read, duplicates_dropped FROM ingest_counts").fetchall()[0]
     loaded = con.sql("SELECT count(*) FROM events").fetchall()[0][0]
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
@@ -68,19 +87,56 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
         "SELECT conversation_id_conflict, count(*) FROM events WHERE conversation_id_conflict IS NOT NULL "
         "GROUP BY 1 ORDER BY 2 DESC, 1"
     ).fetchall())
+    auto_closes = 0 if auto_close_hours is None else con.sql(
+        "SELECT count(*) FROM events WHERE source = 'auto_close' AND source_file IS NULL").fetchall()[0][0]
     for view in ("sessionized_events", "valid_events", *AUTO_CLOSE_TEMP_VIEWS, "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
-    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
+    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", "_events_new", "_events_changed",
+                  *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
         con.sql(f"DROP TABLE IF EXISTS {table}")
+    drop_temp_tables(con)
     return EventCounts(
-        records_read=stats.records_read,
+        records_read=records_read,
         events_loaded=loaded,
-        duplicates_dropped=stats.duplicates_dropped,
+        duplicates_dropped=duplicates_dropped,
         rejected=sum(by_reason.values()),
         rejected_by_reason=by_reason,
         conversation_id_conflicts=conflicts,
         auto_closes=auto_closes,
+        contacts_recomputed=None if scope.everything else scope.contacts,
     )
+
+
+def _replace_scoped_rows(con: duckdb.DuckDBPyConnection, scope) -> None:
+    """Write the recomputed contacts' rows (inside the step's transaction); journal those that changed."""
+    con.sql(f"CREATE OR REPLACE TEMP TABLE _events_new AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
+    old = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {scope.where('contact_id')}"
+    # Only contacts whose rows differ are rewritten and journaled: the auto-close rule and the
+    # closures widen the scope with contacts that usually come out the same.
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _events_changed AS
+        SELECT DISTINCT contact_id FROM (
+            (SELECT * FROM _events_new EXCEPT ALL {old})
+            UNION ALL
+            ({old} EXCEPT ALL SELECT * FROM _events_new))
+        """
+    )
+    changed = "contact_id IN (SELECT contact_id FROM _events_changed)"
+    con.sql(f"DELETE FROM events WHERE {changed}")
+    con.sql(f"INSERT INTO events SELECT * FROM _events_new WHERE {changed}")
+    con.sql(
+        f"""
+        DELETE FROM rejected_events
+        WHERE CASE WHEN reason_code IN {_CONTACT_REASONS} THEN event_id IN (SELECT event_id FROM {SCOPE_EVENT_IDS})
+                   ELSE {changed_files(scope)} END
+        """
+    )
+    con.sql(f"INSERT INTO rejected_events {_NEW_REJECTIONS}")
+    con.sql(f"DELETE FROM dropped_duplicates WHERE event_id IN (SELECT event_id FROM {SCOPE_EVENT_IDS})")
+    con.sql("INSERT INTO dropped_duplicates SELECT event_id, deliveries - 1 FROM id_groups WHERE versions = 1")
+    changes.mark_contacts(con, [changes.WORKFLOWS, changes.CONVERSATIONS, changes.PUBLISH],
+                          "SELECT contact_id FROM _events_changed")
 
 
 def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, reference_dir: Path | None) -> dict[str, int]:

@@ -10,6 +10,7 @@ import logging
 import sys
 import uuid
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -70,11 +71,13 @@ def _progress_to(stream, level: int):
         logger.removeHandler(handler)
 
 
-def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False) -> dg.ExecuteInProcessResult:
+def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False,
+                 backfill: tuple[date, date] | None = None) -> dg.ExecuteInProcessResult:
     """Check the settings, then run the main job in-process on them. Returns the Dagster result.
 
     `full_refresh` rebuilds staging from the landing files instead of reusing the cached parse
-    and validation of unchanged files. Raises ConfigError for bad settings (before anything
+    and validation of unchanged files; `backfill` (first and last local day) recomputes every
+    contact with an event on those days. Raises ConfigError for bad settings (before anything
     runs or is recorded)."""
     from pipelines.definitions import defs as load_defs
     from pipelines.defs.resources import resources_for
@@ -91,7 +94,10 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
             raise_on_error=False,
             resources=resources_for(settings),
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                        "ops": {"landing_files": {"config": {"full_refresh": full_refresh}}}},
+                        "ops": {"landing_files": {"config": {
+                            "full_refresh": full_refresh,
+                            **({} if backfill is None else {"backfill_from": backfill[0].isoformat(),
+                                                            "backfill_to": backfill[1].isoformat()})}}}},
             tags={"closeconv/launched_by": "closeconv run", "closeconv/landing": str(Path(settings.landing_dir))},
         )
 

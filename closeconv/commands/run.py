@@ -8,15 +8,16 @@ from pathlib import Path
 
 import click
 
+from closeconv.backfill import backfill_days
 from closeconv.config import ConfigError, Settings, resolve_settings
 from closeconv.warehouse import PipelineBusyError
 
 
 # The job runner imports Dagster: loaded on use, so `closeconv --help` stays quick.
-def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False):
+def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False, backfill=None):
     from pipelines.runner import run_pipeline as run
 
-    return run(settings, quiet=quiet, full_refresh=full_refresh)
+    return run(settings, quiet=quiet, full_refresh=full_refresh, backfill=backfill)
 
 
 def failure_message(result) -> str:
@@ -91,8 +92,11 @@ class ConfigurationFailed(click.ClickException):
               help="Publish even if the new warehouse has fewer events than the published one. [env CLOSECONV_ALLOW_SHRINK]")
 @click.option("--full-refresh", "full_refresh", is_flag=True,
               help="Rebuild from scratch: parse and validate every landing file again instead of reusing staging's per-file cache.")
+@click.option("--backfill-from", "backfill_from", metavar="YYYY-MM-DD",
+              help="With --backfill-to: recompute every contact with an event on these days (inclusive, in the workspace timezone).")
+@click.option("--backfill-to", "backfill_to", metavar="YYYY-MM-DD", help="Last day of the backfill (inclusive).")
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
-def command(quiet: bool, full_refresh: bool, **flags) -> None:
+def command(quiet: bool, full_refresh: bool, backfill_from: str | None, backfill_to: str | None, **flags) -> None:
     """Build the warehouse: ingest the landing folder, replay workflows, compute metrics, publish.
 
     Runs the Dagster asset graph in-process, recorded in the Dagster instance (DAGSTER_HOME, or
@@ -104,9 +108,10 @@ def command(quiet: bool, full_refresh: bool, **flags) -> None:
     started = time.perf_counter()
     try:
         settings = resolve_settings(flags)
+        backfill = backfill_days(backfill_from, backfill_to)
         click.echo(f"closeconv run: {settings.landing_dir} → {settings.warehouse_path}", err=True)
         # run_pipeline checks the settings first (ConfigError), before anything runs or is recorded.
-        result = run_pipeline(settings, quiet=quiet, full_refresh=full_refresh)
+        result = run_pipeline(settings, quiet=quiet, full_refresh=full_refresh, backfill=backfill)
     except ConfigError as exc:
         raise ConfigurationFailed(str(exc)) from None
     except PipelineBusyError as exc:

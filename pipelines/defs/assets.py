@@ -10,6 +10,7 @@ import time
 
 import dagster as dg
 
+from closeconv.backfill import backfill_days, mark_backfill
 from closeconv.config import ConfigError
 from closeconv.ingest import forget_staging_caches, stage_landing_files
 from closeconv.landing_archive import archive_processed_files
@@ -43,6 +44,10 @@ class StagingConfig(dg.Config):
     """Run config of `landing_files`; `closeconv run --full-refresh` sets it (docs/operations.md)."""
 
     full_refresh: bool = False  # forget every cached parse and validation: read every file again
+    # `closeconv run --backfill-from/--backfill-to`: recompute every contact with an event on these
+    # local days (inclusive, YYYY-MM-DD; closeconv/backfill.py)
+    backfill_from: str | None = None
+    backfill_to: str | None = None
 
 
 @dg.asset(
@@ -63,12 +68,14 @@ def landing_files(
     try:
         # Every configuration problem before any work; in the UI it reads as its message.
         settings_of(warehouse, landing, workflows, reference).check()
+        backfill = backfill_days(config.backfill_from, config.backfill_to)
     except ConfigError as exc:
         raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     with warehouse.staging() as con:
         if config.full_refresh:
             forget_staging_caches(con)
         stats = stage_landing_files(con, landing.folder(), landing.archive_folder())
+        backfilled = None if backfill is None else mark_backfill(con, backfill, warehouse.timezone)
     ignored = ""
     if stats.files_ignored:
         shown = ", ".join(stats.files_ignored[:5]) + (" …" if len(stats.files_ignored) > 5 else "")
@@ -77,7 +84,8 @@ def landing_files(
     report(
         context,
         f"landing_files: {stats.files_total} files ({stats.files_parsed} new or changed), "
-        f"{stats.records_read:,} records{ignored}",
+        f"{stats.records_read:,} records{ignored}"
+        + ("" if backfill is None else f"; backfill {backfill[0]} to {backfill[1]}: {backfilled:,} contacts"),
         started,
     )
     return dg.MaterializeResult(
@@ -112,7 +120,9 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
             f"events: {counts.records_read:,} read → {counts.events_loaded:,} loaded, "
             f"{counts.duplicates_dropped:,} duplicates dropped, {counts.rejected:,} rejected ({reasons}), "
             f"{sum(counts.conversation_id_conflicts.values()):,} conversation id conflicts"
-            + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else ""),
+            + (f", {counts.auto_closes:,} auto-closes derived" if counts.auto_closes else "")
+            + ("; every contact recomputed" if counts.contacts_recomputed is None
+               else f"; {counts.contacts_recomputed:,} contacts recomputed"),
             started,
         )
         checked = run_checks(con, EVENT_TABLES)
@@ -122,6 +132,7 @@ def events_and_rejections(context: dg.AssetExecutionContext, warehouse: Warehous
             "records_read": counts.records_read,
             "events_loaded": counts.events_loaded,
             "duplicates_dropped": counts.duplicates_dropped,
+            "contacts_recomputed": "all" if counts.contacts_recomputed is None else counts.contacts_recomputed,
             "dagster/row_count": counts.events_loaded,
             "conversation_id_conflicts": dg.MetadataValue.json(counts.conversation_id_conflicts),
         },

@@ -1,0 +1,145 @@
+"""Which contacts the events step recomputes: the journaled contacts, closed under the rules
+that cross contacts (docs/performance.md, "Incremental runs").
+
+`stage_landing_files` journals the (contact_id, event_id) of every valid record that came or
+went. A contact's rows in `events` depend on other contacts' records in two ways, so the
+affected set is closed over both, to a fixed point:
+
+- **dedupe**: an event_id's deliveries form one group whatever their contacts (the winner, or a
+  conflict, may move to another contact): every contact with a record of an affected
+  contact's event_id, or of a journaled one, is affected;
+- **session naming** (closeconv/sessionize.py): of the sessions whose first given
+  conversation_id is the same, the earliest keeps it. Every contact that gives a conversation_id
+  an affected contact gives (now, in `validated_records`, or before, in `events`) is affected;
+  the closure, not one hop: a neighbour's other sessions compete for other ids.
+
+Plus **auto-close**, which depends on the clock: a contact whose human message could have had
+its timer run out since the last run (`as_of` is recorded in staging_meta). A superset is
+always correct; past `EVERYTHING_SHARE` of the contacts the step recomputes everything.
+Validation rejects belong to no contact: they are brought up to date by file (`changed_files`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from closeconv import changes
+
+AFFECTED = "_events_affected"  # contact_id: the contacts recomputed
+SCOPE_EVENT_IDS = "_events_scope_ids"  # event_id: the dedupe groups recomputed
+CHANGED_FILES = "_events_changed_files"  # file: files whose validation rejects are redone
+TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached")
+
+# What the events step writes: any missing → it recomputes everything. `dropped_duplicates`
+# (event_id, dropped) keeps `ingest_counts.duplicates_dropped` exact without a full pass;
+# `events_input_files` (file, parsed_at) is the landing file versions `rejected_events` reflects.
+OUTPUTS = ("events", "rejected_events", "ingest_counts", "dropped_duplicates", "events_input_files")
+AS_OF_KEY = "events:as_of"
+MAX_ROUNDS = 25
+EVERYTHING_SHARE = 0.5
+
+_VALID = "(SELECT contact_id, event_id, conversation_id FROM validated_records WHERE reason_code IS NULL)"
+
+
+def settings_fingerprint(auto_close_hours: float | None) -> str:
+    return f"auto_close_hours={auto_close_hours!r}"
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None, as_of: datetime) -> changes.Scope:
+    """The events step's scope for this run: everything, or the temp table `_events_affected`
+    (with `_events_scope_ids` and `_events_changed_files` beside it)."""
+    everything = changes.Scope(changes.EVENTS, everything=True)
+    journal = changes.scope_of(con, changes.EVENTS, outputs=OUTPUTS)
+    if journal.everything or changes.settings_changed(con, changes.EVENTS, settings_fingerprint(auto_close_hours)):
+        return everything
+    seeds = [f"SELECT contact_id FROM {journal.table}",
+             f"SELECT contact_id FROM {_VALID} WHERE event_id IN ({changes.changed_event_ids(con, changes.EVENTS)})"]
+    params: list = []
+    if auto_close_hours is not None:
+        found = con.execute("SELECT value FROM staging_meta WHERE key = ?", [AS_OF_KEY]).fetchall()
+        if not found:
+            return everything
+        # A timer runs out `hours` after the human message: since the earlier of the last run's
+        # as_of and now (a clock set back un-fires timers), any contact with a message after
+        # that instant minus `hours` may have gained or lost a derived close.
+        seeds.append(
+            "SELECT contact_id FROM events WHERE event_type = 'message.sent' AND source = 'user' "
+            "AND occurred_at > least(?::TIMESTAMPTZ, ?::TIMESTAMPTZ) - to_microseconds(CAST(round(? * 3600e6) AS BIGINT))")
+        params += [found[0][0], as_of, auto_close_hours]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT contact_id FROM ("
+                + " UNION ALL ".join(seeds) + ") WHERE contact_id IS NOT NULL", params)
+    con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS SELECT contact_id FROM {AFFECTED}")
+    rounds = 0
+    while _rows(con, "_events_frontier"):
+        rounds += 1
+        if rounds > MAX_ROUNDS or _too_many(con):
+            return everything
+        in_frontier = "contact_id IN (SELECT contact_id FROM _events_frontier)"
+        con.sql(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _events_reached AS
+            WITH ids AS (SELECT DISTINCT event_id FROM {_VALID} WHERE {in_frontier}),
+            given AS (
+                SELECT conversation_id AS cid FROM {_VALID} WHERE conversation_id IS NOT NULL AND {in_frontier}
+                UNION
+                SELECT given_conversation_id FROM events WHERE given_conversation_id IS NOT NULL AND {in_frontier}
+            )
+            SELECT contact_id FROM {_VALID}
+            WHERE event_id IN (SELECT event_id FROM ids) OR conversation_id IN (SELECT cid FROM given)
+            UNION
+            SELECT contact_id FROM events WHERE given_conversation_id IN (SELECT cid FROM given)
+            """
+        )
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS "
+                f"SELECT DISTINCT contact_id FROM _events_reached WHERE contact_id IS NOT NULL "
+                f"AND contact_id NOT IN (SELECT contact_id FROM {AFFECTED})")
+        con.sql(f"INSERT INTO {AFFECTED} SELECT contact_id FROM _events_frontier")
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} AS
+        SELECT event_id FROM {_VALID} WHERE contact_id IN (SELECT contact_id FROM {AFFECTED})
+        UNION
+        {changes.changed_event_ids(con, changes.EVENTS)}
+        """
+    )
+    # Landing file versions staged or forgotten since `rejected_events` was last written.
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {CHANGED_FILES} AS
+        SELECT file FROM (
+            (SELECT file, parsed_at FROM landing_files EXCEPT SELECT file, parsed_at FROM events_input_files)
+            UNION ALL
+            (SELECT file, parsed_at FROM events_input_files EXCEPT SELECT file, parsed_at FROM landing_files))
+        """
+    )
+    return changes.Scope(changes.EVENTS, everything=False, table=AFFECTED, contacts=_rows(con, AFFECTED))
+
+
+def _too_many(con: duckdb.DuckDBPyConnection) -> bool:
+    affected = _rows(con, AFFECTED)
+    if affected < 1000:
+        return False
+    return affected > EVERYTHING_SHARE * con.sql("SELECT count(DISTINCT contact_id) FROM events").fetchall()[0][0]
+
+
+def changed_files(scope: changes.Scope) -> str:
+    """A predicate on `file`: the files whose validation rejects this run recomputes."""
+    return "true" if scope.everything else f"file IN (SELECT file FROM {CHANGED_FILES})"
+
+
+def record_built(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None, as_of: datetime) -> None:
+    """What the next run's scope compares against (inside the events step's transaction)."""
+    changes.record_settings(con, changes.EVENTS, settings_fingerprint(auto_close_hours))
+    con.execute("INSERT OR REPLACE INTO staging_meta VALUES (?, ?)", [AS_OF_KEY, as_of.isoformat()])
+    con.sql("CREATE OR REPLACE TABLE events_input_files AS SELECT file, parsed_at FROM landing_files")
+
+
+def drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in TEMP_TABLES:
+        con.sql(f"DROP TABLE IF EXISTS {table}")
