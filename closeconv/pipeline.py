@@ -6,7 +6,7 @@ benchmarks can call them directly. No Dagster or Streamlit imports here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,7 +36,9 @@ class EventCounts:
     # events whose given conversation_id is not their conversation's (spec §4), by reason
     conversation_id_conflicts: dict[str, int]
     auto_closes: int = 0  # derived closes (closeconv/auto_close.py), not read from a file
-    contacts_recomputed: int | None = None  # None: every contact (closeconv/events_scope.py)
+    # How much this run recomputed (None: every contact; closeconv/events_scope.py): it describes
+    # the run, not the tables, so two runs with the same result compare equal.
+    contacts_recomputed: int | None = field(default=None, compare=False)
 
 
 # Reasons found after validation, per event_id group and contact (the others are per file).
