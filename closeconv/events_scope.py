@@ -27,7 +27,7 @@ import duckdb
 
 from closeconv import changes
 
-AFFECTED = "_events_affected"  # contact_id: the contacts recomputed
+AFFECTED = "_events_affected"  # contact_id, journaled: the contacts recomputed (journaled: their records changed)
 SCOPE_EVENT_IDS = "_events_scope_ids"  # event_id: the dedupe groups recomputed
 CHANGED_FILES = "_events_changed_files"  # file: files whose validation rejects are redone
 TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached")
@@ -58,8 +58,8 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     journal = changes.scope_of(con, changes.EVENTS, outputs=OUTPUTS)
     if journal.everything or changes.settings_changed(con, changes.EVENTS, settings_fingerprint(auto_close_hours)):
         return everything
-    seeds = [f"SELECT contact_id FROM {journal.table}",
-             f"SELECT contact_id FROM {_VALID} WHERE event_id IN ({changes.changed_event_ids(con, changes.EVENTS)})"]
+    seeds = [f"SELECT contact_id, true AS journaled FROM {journal.table}",
+             f"SELECT contact_id, false FROM {_VALID} WHERE event_id IN ({changes.changed_event_ids(con, changes.EVENTS)})"]
     params: list = []
     if auto_close_hours is not None:
         found = con.execute("SELECT value FROM staging_meta WHERE key = ?", [AS_OF_KEY]).fetchall()
@@ -69,11 +69,11 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         # as_of and now (a clock set back un-fires timers), any contact with a message after
         # that instant minus `hours` may have gained or lost a derived close.
         seeds.append(
-            "SELECT contact_id FROM events WHERE event_type = 'message.sent' AND source = 'user' "
+            "SELECT contact_id, false FROM events WHERE event_type = 'message.sent' AND source = 'user' "
             "AND occurred_at > least(?::TIMESTAMPTZ, ?::TIMESTAMPTZ) - to_microseconds(CAST(round(? * 3600e6) AS BIGINT))")
         params += [found[0][0], as_of, auto_close_hours]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT contact_id FROM ("
-                + " UNION ALL ".join(seeds) + ") WHERE contact_id IS NOT NULL", params)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT contact_id, bool_or(journaled) AS journaled FROM ("
+                + " UNION ALL ".join(seeds) + ") WHERE contact_id IS NOT NULL GROUP BY contact_id", params)
     con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS SELECT contact_id FROM {AFFECTED}")
     rounds = 0
     while _rows(con, "_events_frontier"):
@@ -99,7 +99,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS "
                 f"SELECT DISTINCT contact_id FROM _events_reached WHERE contact_id IS NOT NULL "
                 f"AND contact_id NOT IN (SELECT contact_id FROM {AFFECTED})")
-        con.sql(f"INSERT INTO {AFFECTED} SELECT contact_id FROM _events_frontier")
+        con.sql(f"INSERT INTO {AFFECTED} SELECT contact_id, false FROM _events_frontier")
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} AS

@@ -937,6 +937,7 @@ def _validation_sql(source: str) -> str:
 
 
 VALIDATION_CHUNK_ROWS = 1_000_000
+SCOPED_RECORDS = "_validated_scope"  # validate_and_dedupe's copy of a scope's records (a temp table)
 
 CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "event_id")
 
@@ -952,8 +953,14 @@ def validate_and_dedupe(
     `files` (a predicate on `file`) limits the validation rejects to those files'."""
     stats = stats or IngestStats()
     _ensure_staging_tables(con)
-    where = "" if contacts == files == "true" else f" WHERE CASE WHEN reason_code IS NULL THEN {contacts} ELSE {files} END"
-    con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records{where}")
+    if contacts == files == "true":
+        con.sql(f"DROP TABLE IF EXISTS {SCOPED_RECORDS}")
+        con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
+    else:
+        # A scope is small: one copy, instead of a scan of every record per statement below.
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS SELECT * FROM validated_records "
+                f"WHERE CASE WHEN reason_code IS NULL THEN {contacts} ELSE {files} END")
+        con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM {SCOPED_RECORDS}")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
     # an id seen with different contents is a conflict and every version is quarantined.
@@ -1039,7 +1046,7 @@ def _keep_conflicting_raw_text(con: duckdb.DuckDBPyConnection) -> None:
     rejects and closes: read it again from their files, once (it is stored with the record)."""
     missing = con.sql(
         """
-        SELECT v.file, list(v.line ORDER BY v.line) FROM validated_records v JOIN conflicts USING (event_id)
+        SELECT v.file, list(v.line ORDER BY v.line) FROM validated v JOIN conflicts USING (event_id)
         WHERE v.reason_code IS NULL AND v.raw_record IS NULL
         GROUP BY v.file ORDER BY v.file
         """
@@ -1049,9 +1056,11 @@ def _keep_conflicting_raw_text(con: duckdb.DuckDBPyConnection) -> None:
         if texts is None:
             continue
         con.register("_reread", texts)
+        scoped = con.sql(f"SELECT 1 FROM duckdb_tables() WHERE table_name = '{SCOPED_RECORDS}' AND temporary").fetchall()
         with transaction(con):
-            con.execute("UPDATE validated_records v SET raw_record = r.raw FROM _reread r "
-                        "WHERE v.file = ? AND v.line = r.line", [file])
+            for table in ("validated_records", *([SCOPED_RECORDS] if scoped else [])):
+                con.execute(f"UPDATE {table} v SET raw_record = r.raw FROM _reread r "
+                            "WHERE v.file = ? AND v.line = r.line", [file])
         con.unregister("_reread")
 
 

@@ -15,8 +15,8 @@ import duckdb
 from closeconv import changes
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
-from closeconv.events_scope import SCOPE_EVENT_IDS, affected_contacts, changed_files, drop_temp_tables, record_built
-from closeconv.ingest import validate_and_dedupe
+from closeconv.events_scope import AFFECTED, SCOPE_EVENT_IDS, affected_contacts, changed_files, drop_temp_tables, record_built
+from closeconv.ingest import SCOPED_RECORDS, validate_and_dedupe
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.reference import build_reference_tables, load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
@@ -93,7 +93,7 @@ def build_events(
         "SELECT count(*) FROM events WHERE source = 'auto_close' AND source_file IS NULL").fetchall()[0][0]
     for view in ("sessionized_events", "valid_events", *AUTO_CLOSE_TEMP_VIEWS, "candidates", "validated"):
         con.sql(f"DROP VIEW IF EXISTS {view}")
-    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", "_events_new", "_events_changed",
+    for table in ("id_groups", "conflicts", "rejections", "orphan_closes", "_events_new", "_events_changed", SCOPED_RECORDS,
                   *SESSION_TEMP_TABLES, *AUTO_CLOSE_TEMP_TABLES):
         con.sql(f"DROP TABLE IF EXISTS {table}")
     drop_temp_tables(con)
@@ -112,18 +112,16 @@ def build_events(
 def _replace_scoped_rows(con: duckdb.DuckDBPyConnection, scope) -> None:
     """Write the recomputed contacts' rows (inside the step's transaction); journal those that changed."""
     con.sql(f"CREATE OR REPLACE TEMP TABLE _events_new AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
-    old = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {scope.where('contact_id')}"
-    # Only contacts whose rows differ are rewritten and journaled: the auto-close rule and the
-    # closures widen the scope with contacts that usually come out the same.
-    con.sql(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _events_changed AS
-        SELECT DISTINCT contact_id FROM (
-            (SELECT * FROM _events_new EXCEPT ALL {old})
-            UNION ALL
-            ({old} EXCEPT ALL SELECT * FROM _events_new))
-        """
-    )
+    # A journaled contact's records came or went: it counts as changed. The contacts the
+    # closures and the auto-close clock added usually come out the same: only those whose
+    # rows differ are rewritten and journaled (reading old rows costs a scan of `events`).
+    con.sql(f"CREATE OR REPLACE TEMP TABLE _events_changed AS SELECT contact_id FROM {AFFECTED} WHERE journaled")
+    if con.sql(f"SELECT count(*) FROM {AFFECTED} WHERE NOT journaled").fetchall()[0][0]:
+        widened = f"contact_id IN (SELECT contact_id FROM {AFFECTED} WHERE NOT journaled)"
+        old = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {widened}"
+        new = f"SELECT * FROM _events_new WHERE {widened}"
+        con.sql(f"INSERT INTO _events_changed SELECT DISTINCT contact_id FROM "
+                f"(({new} EXCEPT ALL {old}) UNION ALL ({old} EXCEPT ALL {new}))")
     changed = "contact_id IN (SELECT contact_id FROM _events_changed)"
     con.sql(f"DELETE FROM events WHERE {changed}")
     con.sql(f"INSERT INTO events SELECT * FROM _events_new WHERE {changed}")
