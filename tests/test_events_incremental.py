@@ -293,3 +293,15 @@ def test_backfill_recomputes_the_contacts_of_the_range_and_changes_nothing_else(
 def test_backfill_with_bad_dates_is_a_configuration_error(closeconv_env, args, message):
     result = CliRunner().invoke(main, ["run", *_flags(closeconv_env), *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_full_refresh_makes_the_events_step_recompute_everything(staging):
+    from closeconv.ingest import forget_staging_caches
+
+    staging.write("a.jsonl", [recv("09:00", "A"), sent("09:05", user="u1", contact="A")])
+    staging.build()
+    staging.consume_downstream_journal()
+    forget_staging_caches(staging.con)
+    counts = staging.build()
+    assert counts.contacts_recomputed is None and counts.events_loaded == 2
+    assert all(staging.journaled(step) == "everything" for step in DOWNSTREAM)
