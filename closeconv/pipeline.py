@@ -75,7 +75,8 @@ def build_events(
             _replace_scoped_rows(con, scope)
         con.sql(
             "CREATE OR REPLACE TABLE ingest_counts AS SELECT "
-            "(SELECT coalesce(sum(records), 0) FROM landing_files)::BIGINT AS records_read, "
+            # counted in the records themselves: the table check compares it with `landing_files`
+            "(SELECT count(*) FROM validated_records)::BIGINT AS records_read, "
             "(SELECT coalesce(sum(dropped), 0) FROM dropped_duplicates)::BIGINT AS duplicates_dropped"
         )
         record_built(con, auto_close_hours, as_of)
