@@ -99,6 +99,9 @@ def one_round(base: Path, work: Path, wf_dir: Path, scoped: bool) -> dict[str, t
         else:
             changes.mark_everything(con, [changes.WORKFLOWS, changes.CONVERSATIONS])
         out["workflows"] = timed(build_workflow_tables, con, wf_dir, reference)
+        after = changes.scope_of(con, changes.CONVERSATIONS)
+        print(f"  conversations scope: {'everything' if after.everything else f'{after.contacts:,} contacts'} "
+              f"of {con.sql('SELECT count(DISTINCT contact_id) FROM conversations').fetchall()[0][0]:,}")
         out["conversations"] = timed(build_conversation_tables, con, TZ, reference)
         out["user_messages_15min alone"] = timed(build_user_messages, con)
     path.unlink()

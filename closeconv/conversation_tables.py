@@ -30,6 +30,14 @@ CONVERSATION_STEP_TABLES = (
 _CONTACTS, _OLD, _NEW = "_conv_scope_contacts", "_conv_scope_old", "_conv_scope_new"
 _DAYS, _IDS, _CLOSE_KEYS = "_conv_scope_days", "_conv_scope_ids", "_conv_scope_close_keys"
 _TOUCHED_COLUMNS = "conversation_id, opened_at, closed_at, closed_by_user_id"
+# A scope naming more contacts than this share of the conversations is recomputed whole: deleting
+# and inserting most rows costs more than rebuilding them (round robin moves the turn of most
+# later contacts: 42,613 of 49,776 contacts at 1M events; docs/performance.md).
+WIDE_SCOPE_SHARE = 0.25
+
+
+def _conversation_count(con: duckdb.DuckDBPyConnection) -> int:
+    return con.sql("SELECT count(*) FROM conversations").fetchall()[0][0]
 
 
 def build_conversation_scope(
@@ -39,7 +47,7 @@ def build_conversation_scope(
     Opens no transaction: the caller writes, journals and clears in one."""
     if scope.nothing:
         return
-    if scope.everything:
+    if scope.everything or scope.contacts > WIDE_SCOPE_SHARE * _conversation_count(con):
         build_conversations(con, categories)
         build_daily_conversation_metrics(con, tz)
         build_user_activity(con)
