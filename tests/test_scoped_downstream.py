@@ -211,3 +211,22 @@ def test_changed_workflow_file_replays_everything(project):
     seen = _change_and_compare(project, [], CLOSED_CONTACTS.format(n=1, offset=0))
     assert seen["replay"]["replayed_contacts"] is None and seen["replay"]["workflow_runs"] == 0
     assert seen["publish_everything"]
+
+
+@pytest.mark.parametrize("project", [False], ids=["unassign"], indirect=True)
+def test_a_step_failing_halfway_keeps_its_scope_and_its_tables(project, monkeypatch):
+    import closeconv.conversation_tables
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full while building user_closes")
+
+    with duckdb.connect(str(project.staging)) as con:
+        before = _hashes(con)
+        gone = CLOSED_CONTACTS.format(n=2, offset=0)
+        changes.mark_contacts(con, [changes.CONVERSATIONS], gone)
+        con.sql(f"DELETE FROM events WHERE contact_id IN ({gone})")
+        monkeypatch.setattr(closeconv.conversation_tables, "build_user_closes", explode)
+        with pytest.raises(RuntimeError, match="disk full"):
+            build_conversation_tables(con, TZ, project.reference)
+        assert _hashes(con) == before
+        assert changes.scope_of(con, changes.CONVERSATIONS).contacts == 2
