@@ -148,8 +148,9 @@ def replay_workflows(
     ``engine``: "auto" (vectorized when possible), "vectorized" or "sequential".
     ``contacts``: a SQL predicate on ``contact_id``: replay only those contacts and replace only
     their rows in the four tables (which must exist). Exact only when every contact replays on
-    its own, i.e. with the vectorized engine (:func:`replays_per_contact`); the counts in the
-    returned stats are then the scope's.
+    its own, i.e. with the vectorized engine (:func:`replays_per_contact`); the trigger, run and
+    action counts in the returned stats are then the scope's (drift and reconciled counts read
+    the whole tables).
     """
     started = time.perf_counter()
     active = sorted((w for w in workflows if w.enabled), key=lambda w: w.id)
