@@ -56,6 +56,7 @@ class Project:
 
     def __init__(self, root: Path, sequential: bool):
         self.root = root
+        self.sequential = sequential
         self.staging = root / "staging.duckdb"
         self.workflows = _workflows(root / "workflows", sequential)
         self.reference = root / "reference"
@@ -123,6 +124,7 @@ def project(request, built, tmp_path) -> Project:
     shutil.copytree(built[sequential], root)
     p = Project.__new__(Project)
     p.root, p.staging, p.workflows, p.reference = root, root / "staging.duckdb", root / "workflows", root / "reference"
+    p.sequential = sequential
     return p
 
 
@@ -140,7 +142,8 @@ def test_contacts_whose_conversations_disappear(project):
     with duckdb.connect(str(project.staging)) as con:
         assert con.sql("SELECT count(*) FROM conversations WHERE contact_id IN (SELECT unnest(?::VARCHAR[]))",
                        params=[seen["changed"]]).fetchall()[0][0] == 0
-    assert set(seen["changed"]) <= seen["publish_contacts"]
+    # publish gets the contacts (or everything when round robin moved a quarter of them or more)
+    assert (project.sequential and seen["publish_everything"]) or set(seen["changed"]) <= seen["publish_contacts"]
 
 
 @pytest.mark.parametrize("project", [False, True], ids=["unassign", "round_robin_least_open"], indirect=True)
@@ -155,7 +158,7 @@ def test_changed_closes_messages_and_assignee_updates(project):
         f"DELETE FROM events WHERE event_type = 'contact.assignee.updated' AND contact_id IN ({contacts})",
     ], contacts)
     assert seen["replay"]["replayed_contacts"] == 6
-    if project.root.joinpath("workflows", "round-robin-in-team.yaml").exists():
+    if project.sequential:
         # the sequential engine replays everyone; later steps get the contacts whose rows changed
         assert seen["conversations_scope"].contacts >= len(seen["changed"])
     else:
@@ -192,7 +195,8 @@ def test_sequential_replay_marks_the_contacts_a_change_reaches(project):
     first = "SELECT contact_id FROM conversations ORDER BY opened_at, conversation_id LIMIT 1"
     seen = _change_and_compare(project, [f"DELETE FROM events WHERE contact_id IN ({first})"], first)
     assert seen["conversations_scope"].contacts > 1
-    assert seen["publish_contacts"] >= set(seen["changed"])
+    # so many that the conversations step rebuilds everything (a quarter of them or more)
+    assert seen["publish_everything"] or seen["publish_contacts"] >= set(seen["changed"])
 
 
 @pytest.mark.parametrize("project", [False], ids=["unassign"], indirect=True)
