@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from closeconv.contract import FRT_BUCKETS, PLATFORM_FIELDS
+from closeconv.scoped_sql import over_contacts
 from closeconv.sessionize import CONVERSATION_OPENERS_SQL
 from closeconv.workflows.assignees import CONVERSATION_ASSIGNEES_SQL
 
@@ -29,11 +30,15 @@ def frt_bucket_sql(expr: str, *, order: bool = False) -> str:
     return f"CASE WHEN {expr} IS NULL THEN NULL " + " ".join(cases) + " END"
 
 
-def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame | None = None) -> None:
+def build_conversations(
+    con: duckdb.DuckDBPyConnection, categories: pl.DataFrame | None = None, contacts: str | None = None
+) -> None:
     """Create table `conversations` from `events` and `assignments`.
 
     With configured categories, `category_is_configured` flags a closing-note category outside
     the list (kept, not rejected); it is null without a list or without a category.
+    With `contacts` (a SQL predicate on `contact_id`), replace only those contacts' rows: every
+    figure of a conversation comes from its own contact's events and timeline.
     """
     configured = categories if categories is not None else pl.DataFrame({"name": []}, schema={"name": pl.String})
     con.register("_configured_categories", configured.select(pl.col("name").str.to_lowercase().alias("name")))
@@ -44,9 +49,7 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
         f"any_value(e.{c}) FILTER (WHERE e.event_type = 'conversation.closed') AS {c}" if c in present else f"NULL::{t} AS {c}"
         for c, t in PLATFORM_FIELDS.items()
     )
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE conversations AS
+    query = f"""
         -- Read three times: materialized (DuckDB's default then), it is a full-width copy of
         -- every conversation event; inlined, each reader scans only the columns it needs.
         WITH conv_events AS NOT MATERIALIZED (
@@ -151,7 +154,11 @@ def build_conversations(con: duckdb.DuckDBPyConnection, categories: pl.DataFrame
         LEFT JOIN ({CONVERSATION_ASSIGNEES_SQL}) ca USING (conversation_id)
         ORDER BY f.opened_at, f.conversation_id
         """
-    )
+    if contacts is None:
+        con.sql(f"CREATE OR REPLACE TABLE conversations AS {query}")
+    else:
+        con.sql(f"DELETE FROM conversations WHERE {contacts}")
+        con.sql(f"INSERT INTO conversations {over_contacts(query, contacts, ['events', 'assignments'])}")
     con.unregister("_configured_categories")
 
 
@@ -160,18 +167,24 @@ def _tz_literal(tz: str) -> str:
     return "'" + tz.replace("'", "''") + "'"
 
 
-def build_daily_conversation_metrics(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+def local_day_sql(tz: str, column: str) -> str:
+    """The workspace-local day of a TIMESTAMPTZ column (the days of daily_conversation_metrics)."""
+    return f"CAST(timezone({_tz_literal(tz)}, {column}) AS DATE)"
+
+
+def build_daily_conversation_metrics(con: duckdb.DuckDBPyConnection, tz: str, days: str | None = None) -> None:
     """Per local day (workspace timezone), category, channel and closed-by source.
 
     Closed-conversation metrics are by close day; `conversations_opened` is by open day
     (reports count opened conversations by open time), so a row can have one without the other.
+    With `days` (a table of local days, column `day`), replace only those days' rows.
     """
     tzl = _tz_literal(tz)
-    con.sql(
-        f"""
-        CREATE OR REPLACE TABLE daily_conversation_metrics AS
+    close_day, open_day = local_day_sql(tz, "closed_at"), local_day_sql(tz, "opened_at")
+    in_days = (lambda day: "true") if days is None else (lambda day: f"{day} IN (SELECT day FROM {days})")
+    query = f"""
         WITH closed AS (
-            SELECT CAST(timezone({tzl}, closed_at) AS DATE) AS day, category, channel_id, closed_by_source,
+            SELECT {close_day} AS day, category, channel_id, closed_by_source,
                 count(*) AS conversations_closed,
                 count(first_response_time_s) AS conversations_answered,
                 count(*) FILTER (WHERE reopened_within_24h) AS conversations_reopened_within_24h,
@@ -181,13 +194,13 @@ def build_daily_conversation_metrics(con: duckdb.DuckDBPyConnection, tz: str) ->
                 avg(resolution_time_s) AS resolution_avg_s,
                 quantile_cont(resolution_time_s, 0.5) AS resolution_median_s,
                 quantile_cont(resolution_time_s, 0.9) AS resolution_p90_s
-            FROM conversations WHERE status = 'closed'
+            FROM conversations WHERE status = 'closed' AND {in_days(close_day)}
             GROUP BY ALL
         ),
         opened AS (
-            SELECT CAST(timezone({tzl}, opened_at) AS DATE) AS day, category, channel_id, closed_by_source,
+            SELECT {open_day} AS day, category, channel_id, closed_by_source,
                 count(*) AS conversations_opened
-            FROM conversations GROUP BY ALL
+            FROM conversations WHERE {in_days(open_day)} GROUP BY ALL
         )
         SELECT coalesce(c.day, o.day) AS day, coalesce(c.category, o.category) AS category,
             coalesce(c.channel_id, o.channel_id) AS channel_id,
@@ -205,4 +218,8 @@ def build_daily_conversation_metrics(con: duckdb.DuckDBPyConnection, tz: str) ->
          AND c.closed_by_source IS NOT DISTINCT FROM o.closed_by_source
         ORDER BY day, category NULLS LAST, channel_id NULLS LAST, closed_by_source NULLS LAST
         """
-    )
+    if days is None:
+        con.sql(f"CREATE OR REPLACE TABLE daily_conversation_metrics AS {query}")
+    else:
+        con.sql(f"DELETE FROM daily_conversation_metrics WHERE day IN (SELECT day FROM {days})")
+        con.sql(f"INSERT INTO daily_conversation_metrics {query}")

@@ -15,15 +15,18 @@ import duckdb
 from closeconv import changes
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
+from closeconv.conversation_tables import CONVERSATION_STEP_TABLES, build_conversation_scope
 from closeconv.events_scope import AFFECTED, SCOPE_EVENT_IDS, affected_contacts, changed_files, drop_temp_tables, record_built
 from closeconv.ingest import SCOPED_RECORDS, validate_and_dedupe
-from closeconv.metrics import build_conversations, build_daily_conversation_metrics
-from closeconv.reference import build_reference_tables, load_reference
+from closeconv.reference import REFERENCE_TABLES, build_reference_tables, load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
-from closeconv.user_activity import build_user_activity
+from closeconv.settings_fingerprint import fingerprint
 from closeconv.warehouse import transaction
-from closeconv.workflows import load_workflows, replay_workflows
+from closeconv.workflows import load_workflows
 from closeconv.workflows.drift import drift_contacts
+from closeconv.workflows.incremental import replay_scope
+from closeconv.workflows.loader import workflow_files
+from closeconv.workflows.tables import REPLAY_TABLES
 
 
 @dataclass(frozen=True)
@@ -140,25 +143,48 @@ def _replace_scoped_rows(con: duckdb.DuckDBPyConnection, scope) -> None:
                           "SELECT contact_id FROM _events_changed")
 
 
-def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, reference_dir: Path | None) -> dict[str, int]:
-    """Replay the enabled workflows into workflow_runs, workflow_actions, assignments, workflow_drift.
+def build_workflow_tables(con: duckdb.DuckDBPyConnection, workflows_dir: Path, reference_dir: Path | None) -> dict[str, int | None]:
+    """Replay the enabled workflows into workflow_runs, workflow_actions, assignments, workflow_drift:
+    the contacts of the WORKFLOWS scope, or everything (closeconv/workflows/incremental.py).
 
     With no enabled workflow, `assignments` is the recorded assignee timeline alone.
     """
     workflows = load_workflows(workflows_dir)
     users = load_reference(reference_dir, "users.csv") if reference_dir else None
+    settings = fingerprint({}, [*workflow_files(Path(workflows_dir)), *([reference_dir / "users.csv"] if reference_dir else [])])
+    scope = changes.scope_of(con, changes.WORKFLOWS, outputs=REPLAY_TABLES)
+    if changes.settings_changed(con, changes.WORKFLOWS, settings):
+        scope = changes.Scope(changes.WORKFLOWS, everything=True)
     with transaction(con):
-        stats = replay_workflows(con, workflows, users)
-    counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-              for t in ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")}
-    return {"workflows": stats.workflows, "drifted_contacts": drift_contacts(con), **counts}
+        replay_scope(con, workflows, users, scope)
+        changes.record_settings(con, changes.WORKFLOWS, settings)
+        changes.clear(con, changes.WORKFLOWS)
+    counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in REPLAY_TABLES}
+    # replayed_contacts: None = every contact
+    return {"workflows": sum(w.enabled for w in workflows), "drifted_contacts": drift_contacts(con),
+            "replayed_contacts": None if scope.everything else scope.contacts, **counts}
 
 
 def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, reference_dir: Path | None = None) -> dict[str, int]:
+    """conversations, daily_conversation_metrics and the user tables for the CONVERSATIONS scope
+    (closeconv/conversation_tables.py); the reference tables when their files changed."""
     categories = load_reference(reference_dir, "categories.csv") if reference_dir else None
+    settings = fingerprint({"timezone": timezone},
+                           [reference_dir / name for name in REFERENCE_TABLES.values()] if reference_dir else [])
+    scope = changes.scope_of(con, changes.CONVERSATIONS, outputs=CONVERSATION_STEP_TABLES)
+    settings_changed = changes.settings_changed(con, changes.CONVERSATIONS, settings)
+    if settings_changed:
+        scope = changes.Scope(changes.CONVERSATIONS, everything=True)
     with transaction(con):
-        build_conversations(con, categories)
-        build_daily_conversation_metrics(con, timezone)
-        build_user_activity(con)
-        build_reference_tables(con, reference_dir)
+        build_conversation_scope(con, scope, timezone, categories)
+        if settings_changed or _missing(con, REFERENCE_TABLES):
+            build_reference_tables(con, reference_dir)
+        changes.record_settings(con, changes.CONVERSATIONS, settings)
+        changes.clear(con, changes.CONVERSATIONS)
     return dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall())
+
+
+def _missing(con: duckdb.DuckDBPyConnection, tables) -> bool:
+    found = {t for (t,) in con.sql(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary").fetchall()}
+    return not set(tables) <= found

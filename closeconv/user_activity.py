@@ -22,18 +22,22 @@ import duckdb
 SLOT_SECONDS = 900
 
 
-def build_conversation_assignees(con: duckdb.DuckDBPyConnection) -> None:
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE conversation_assignees AS
+def build_conversation_assignees(con: duckdb.DuckDBPyConnection, conversations: str | None = None) -> None:
+    """With `conversations` (a table of conversation_id), replace only those conversations' rows."""
+    query = f"""
         SELECT DISTINCT k.conversation_id, a.assignee_id, k.closed_at
         FROM conversations k JOIN assignments a ON a.contact_id = k.contact_id
         WHERE k.status = 'closed' AND a.assignee_id IS NOT NULL
           AND (a.valid_from < k.closed_at OR (a.valid_from = k.closed_at AND a.cause = 'event'))
           AND (a.valid_to IS NULL OR a.valid_to > k.opened_at)
+          {"" if conversations is None else f"AND k.conversation_id IN (SELECT conversation_id FROM {conversations})"}
         ORDER BY k.closed_at, k.conversation_id, a.assignee_id
         """
-    )
+    if conversations is None:
+        con.sql(f"CREATE OR REPLACE TABLE conversation_assignees AS {query}")
+    else:
+        con.sql(f"DELETE FROM conversation_assignees WHERE conversation_id IN (SELECT conversation_id FROM {conversations})")
+        con.sql(f"INSERT INTO conversation_assignees {query}")
 
 
 def build_user_messages(con: duckdb.DuckDBPyConnection) -> None:
@@ -49,17 +53,28 @@ def build_user_messages(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def build_user_closes(con: duckdb.DuckDBPyConnection) -> None:
-    con.sql(
-        """
-        CREATE OR REPLACE TABLE user_closes AS
+def build_user_closes(con: duckdb.DuckDBPyConnection, keys: str | None = None) -> None:
+    """With `keys` (a table of user_id, closed_at), replace only the rows with those keys: the
+    table names no contact, so a changed close is found by its user and instant; the closes of
+    every contact with such a key are recomputed, each over all its closes by that user."""
+    if keys is None:
+        source = "conversations"
+    else:
+        source = f"""(SELECT * FROM conversations WHERE contact_id IN (
+            SELECT c.contact_id FROM conversations c JOIN {keys} k
+              ON c.closed_by_user_id = k.user_id AND c.closed_at = k.closed_at))"""
+    query = f"""
         SELECT closed_at, closed_by_user_id AS user_id,
                lag(closed_at) OVER (PARTITION BY closed_by_user_id, contact_id ORDER BY closed_at, conversation_id)
                    AS previous_close_of_contact_at
-        FROM conversations WHERE status = 'closed' AND closed_by_user_id IS NOT NULL
+        FROM {source} WHERE status = 'closed' AND closed_by_user_id IS NOT NULL
         ORDER BY closed_at, user_id
         """
-    )
+    if keys is None:
+        con.sql(f"CREATE OR REPLACE TABLE user_closes AS {query}")
+    else:
+        con.sql(f"DELETE FROM user_closes u USING {keys} k WHERE u.user_id = k.user_id AND u.closed_at = k.closed_at")
+        con.sql(f"INSERT INTO user_closes SELECT * FROM ({query}) SEMI JOIN {keys} k USING (user_id, closed_at)")
 
 
 def build_user_activity(con: duckdb.DuckDBPyConnection) -> None:

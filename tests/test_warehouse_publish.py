@@ -151,7 +151,7 @@ def test_step_failing_halfway_leaves_previous_warehouse(published, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("disk full while building conversations")
 
-    monkeypatch.setattr("closeconv.pipeline.build_conversations", explode)
+    monkeypatch.setattr("closeconv.conversation_tables.build_conversations", explode)
     result = run_pipeline(env.settings(), quiet=True)
     assert result.success is False
     _assert_previous_warehouse_intact(env, before)

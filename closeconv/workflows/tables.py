@@ -18,6 +18,9 @@ SKIP_ALL_AT_CAP = "every eligible user already has max_open_contacts or more ope
 RECONCILE_WINDOW_S = 60
 DRIFT_GRACE_S = 60
 
+# The tables a replay writes (every one has a contact_id).
+REPLAY_TABLES = ("workflow_runs", "workflow_actions", "assignments", "workflow_drift")
+
 WORKFLOW_RUNS_COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
     "workflow_id": "VARCHAR",

@@ -7,6 +7,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from closeconv.scoped_sql import over_contacts
 from closeconv.sessionize import CONVERSATION_OPENERS_SQL
 from closeconv.workflows.tables import CONDITION_COLUMNS, RECONCILE_WINDOW_S
 
@@ -63,6 +64,7 @@ def load_timeline(
     t_to: datetime | None = None,
     *,
     columns: tuple[str, ...] = CONDITION_COLUMNS,
+    contacts: str | None = None,
 ) -> pl.DataFrame:
     """Trigger events of ``types`` and every recorded assignee update, in one frame sorted by
     contact_id (``ck``, an integer key per contact), then event_order (a position within the
@@ -72,7 +74,8 @@ def load_timeline(
     conversation_id, trigger_type and the condition ``columns`` (trigger rows; null on
     recorded rows), rec_val (recorded new assignee, '' = unassigned) and rec_src (lower-case
     source) on recorded rows. With no ``types``: the recorded updates alone. Everything the
-    writers need travels here, so nothing joins back to ``events``.
+    writers need travels here, so nothing joins back to ``events``. ``contacts``: a SQL predicate
+    on ``contact_id`` keeping only those contacts' events (a contact-scoped replay).
     """
     cols = [c for c in CONDITION_COLUMNS if c in columns]
     extra = "".join(f", {c}" for c in cols)
@@ -95,6 +98,9 @@ def load_timeline(
             FROM trig
             UNION ALL {recorded}
         """
+    if contacts is not None:
+        # Every `events` the queries above name (openers included) reads the scope's rows only.
+        sql = over_contacts(sql, contacts, ["events"])
     # DuckDB sorts (by text, in parallel) about as fast as Polars sorts on a hashed key, and the
     # contact_id order makes `assignments` come out in its published order with no second sort.
     # .pl(), not pl.DataFrame(relation): that stream path leaks nanobind objects (warnings at exit).

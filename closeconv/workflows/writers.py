@@ -65,12 +65,18 @@ def _md5_ids(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, id_sql: str) -
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, columns: dict[str, str],
-            exprs: dict[str, str] | None = None) -> None:
+            exprs: dict[str, str] | None = None, *, contacts: str | None = None) -> None:
     """(Re)create ``table`` from ``frame`` with the contract's ``columns`` (name -> SQL type), in
-    the frame's row order; ``exprs`` computes some columns in SQL instead."""
+    the frame's row order; ``exprs`` computes some columns in SQL instead. With ``contacts`` (a
+    SQL predicate on ``contact_id``: the frame holds exactly those contacts' rows), replace only
+    those contacts' rows of the existing table."""
     exprs = exprs or {}
     select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
-    run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {FRAME}", rows=False)
+    if contacts is None:
+        run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {FRAME}", rows=False)
+        return
+    con.execute(f"DELETE FROM {table} WHERE {contacts}")
+    run_over_frame(con, frame, f"INSERT INTO {table} SELECT {select} FROM {FRAME}", rows=False)
 
 
 def _rows_at(frame: pl.DataFrame, key: str, values: pl.Series) -> pl.DataFrame:
@@ -100,8 +106,10 @@ def write_tables(
     wfs: list[Workflow],
     triggers: pl.DataFrame,
     recorded: pl.DataFrame,
+    contacts: str | None = None,
 ) -> None:
-    """(Re)create the four tables.
+    """(Re)create the four tables; with ``contacts`` (a SQL predicate on ``contact_id``, the
+    frames holding exactly those contacts' triggers and updates) replace only their rows.
 
     ``triggers``: one row per trigger event (event_order, ck, pos, contact_id, event_id,
     conversation_id, t_us); ``recorded``: ``triggers.recorded_frame`` (sorted by contact, then
@@ -133,7 +141,7 @@ def write_tables(
         (pl.col("pos") * len(wfs) + pl.col("wf_index")).alias("run_key"),
     )
     _create(con, "workflow_runs", runs_f.rename({"at": "triggered_at", "event_order": "trigger_event_order"}),
-            WORKFLOW_RUNS_COLUMNS)
+            WORKFLOW_RUNS_COLUMNS, contacts=contacts)
 
     actions = actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("pos", "wf_index", "step_index")
     run_cols = ["run_key", "run_id", "workflow_id", "workflow_version", "trigger_event_id", "contact_id",
@@ -162,13 +170,15 @@ def write_tables(
     )
     acts = acts.with_columns(_md5_ids(con, acts.select("run_id", "step_id"), ACTION_ID_SQL).alias("action_id"))
     _create(con, "workflow_actions",
-            acts.rename({"at": "effective_at", "event_order": "trigger_event_order"}), WORKFLOW_ACTIONS_COLUMNS)
+            acts.rename({"at": "effective_at", "event_order": "trigger_event_order"}), WORKFLOW_ACTIONS_COLUMNS,
+            contacts=contacts)
 
-    _write_assignments(con, acts, recorded)
-    _write_drift(con, acts, recorded)
+    _write_assignments(con, acts, recorded, contacts)
+    _write_drift(con, acts, recorded, contacts)
 
 
-def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame) -> None:
+def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame,
+                       contacts: str | None) -> None:
     """The recorded timeline (less the updates reconciled with an action) merged with the actions."""
     none = pl.lit(None, dtype=pl.String)
     reconciled = acts.get_column("reconciled_pos").drop_nulls()
@@ -198,10 +208,12 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
         pl.when(same_contact_next).then(pl.col("t_us").shift(-1)).cast(_US).alias("valid_to"),
         _position_in_group(_group_start(pl.col("ck"))).alias("seq"),
     )
-    _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS, exprs={"timeline_order": TIMELINE_ORDER_SQL})
+    _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS, exprs={"timeline_order": TIMELINE_ORDER_SQL},
+            contacts=contacts)
 
 
-def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame) -> None:
+def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame,
+                 contacts: str | None) -> None:
     """Final unassignments with no reconciled update while the recorded timeline still shows an
     assignee ``DRIFT_GRACE_S`` after the trigger."""
     grace_us = DRIFT_GRACE_S * 1_000_000
@@ -226,4 +238,4 @@ def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: p
         pl.col("since_us").cast(_US).alias("recorded_assignee_since"),
         pl.col("until_us").cast(_US).alias("recorded_assignee_until"),
     )
-    _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS)
+    _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS, contacts=contacts)

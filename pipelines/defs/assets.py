@@ -169,7 +169,8 @@ def replay_workflows(
         report(
             context,
             f"workflows: {counts['workflows']} enabled, {counts['workflow_runs']:,} runs, "
-            f"{counts['workflow_actions']:,} actions, {counts['drifted_contacts']:,} drifted contacts",
+            f"{counts['workflow_actions']:,} actions, {counts['drifted_contacts']:,} drifted contacts"
+            + ("" if counts["replayed_contacts"] is None else f" ({counts['replayed_contacts']:,} contacts replayed)"),
             started,
         )
         checked = run_checks(con, WORKFLOW_TABLES)
