@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from closeconv import changes
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
 from closeconv.ingest import validate_and_dedupe
@@ -60,6 +61,7 @@ def build_events(con: duckdb.DuckDBPyConnection, auto_close_hours: float | None 
             "CREATE OR REPLACE TABLE ingest_counts AS SELECT ?::BIGINT AS records_read, ?::BIGINT AS duplicates_dropped",
             params=[stats.records_read, stats.duplicates_dropped],
         )
+        changes.mark_everything(con, [changes.WORKFLOWS, changes.CONVERSATIONS, changes.PUBLISH])  # stand-in: the events step marks affected contacts
     loaded = con.sql("SELECT count(*) FROM events").fetchall()[0][0]
     by_reason = dict(
         con.sql("SELECT reason_code, count(*) FROM rejected_events GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
