@@ -63,11 +63,13 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
     One scan per table inside DuckDB (about 0.2 s for 1M events). The hashes are kept (in
     `published_row_hashes`, by the caller) so the next publish can count the rows that changed
     without reading the published file."""
-    con.sql("CREATE OR REPLACE TEMP TABLE staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     for table in tables:
         _stage_hashes(con, table)
     sums = dict(con.sql(
-        "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes GROUP BY table_name"
+        "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes "
+        "WHERE list_contains(?, table_name) GROUP BY table_name", params=[tables]
     ).fetchall())
     return {t: f"{sums.get(t, '0:0')}:" + _columns_text(con, t) for t in tables}
 
@@ -84,6 +86,8 @@ def stage_scope_hashes(
     """Hash only the scope's rows of the staging `tables` (keyed by contact) into
     `staged_row_hashes`; return each table's new fingerprint, derived from its `recorded` one:
     the published rows of the scope's contacts go out, the staging ones come in."""
+    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     prints = {}
     for table in tables:
         _stage_hashes(con, table, in_scope(scope_table))
