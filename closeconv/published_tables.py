@@ -80,17 +80,26 @@ def in_scope(scope_table: str) -> str:
     return f"(contact_id IN (SELECT contact_id FROM {scope_table}) OR contact_id IS NULL)"
 
 
+def scoped_rows(table: str) -> str:
+    """The temp table holding the scope's staging rows of `table` during a publish."""
+    return f"scoped_{table}"
+
+
 def stage_scope_hashes(
     con: duckdb.DuckDBPyConnection, tables: list[str], scope_table: str, recorded: dict[str, str]
 ) -> dict[str, str]:
-    """Hash only the scope's rows of the staging `tables` (keyed by contact) into
-    `staged_row_hashes`; return each table's new fingerprint, derived from its `recorded` one:
-    the published rows of the scope's contacts go out, the staging ones come in."""
+    """Copy the scope's rows of the staging `tables` (keyed by contact) into temp tables
+    (`scoped_rows`: one scan of each table, whose rows of a contact are spread over all its row
+    groups) and their hashes into `staged_row_hashes`; return each table's new fingerprint,
+    derived from its `recorded` one: the published rows of the scope's contacts go out, the
+    staging ones come in."""
     con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
     con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     prints = {}
     for table in tables:
-        _stage_hashes(con, table, in_scope(scope_table))
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {scoped_rows(table)} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
+        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, contact_id, hash(hashed_row) FROM {scoped_rows(table)} AS hashed_row",
+                params=[table])
         (new_n, new_sum), = con.sql(
             "SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM staged_row_hashes WHERE table_name = ?", params=[table]
         ).fetchall()
@@ -104,11 +113,11 @@ def stage_scope_hashes(
 
 
 def patch_by_contact(con: duckdb.DuckDBPyConnection, tables: list[str], scope_table: str) -> None:
-    """Replace the scope's rows of each of `tables` in `publish_target` by staging's: a semi-join
-    on contact_id, no row hashing and no scan of the other columns."""
+    """Replace the scope's rows of each of `tables` in `publish_target` by staging's (copied by
+    `stage_scope_hashes`): a semi-join on contact_id, no row hashing."""
     for table in tables:
         con.sql(f"DELETE FROM {TARGET}.{table} WHERE {in_scope(scope_table)}")
-        con.sql(f"INSERT INTO {TARGET}.{table} SELECT * FROM {table} WHERE {in_scope(scope_table)}")
+        con.sql(f"INSERT INTO {TARGET}.{table} SELECT * FROM {scoped_rows(table)}")
 
 
 def _delta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:

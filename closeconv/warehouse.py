@@ -34,6 +34,7 @@ from closeconv.published_tables import (
     columns,
     in_scope,
     patch_by_contact,
+    scoped_rows,
     stage_row_hashes,
     stage_scope_hashes,
 )
@@ -456,6 +457,8 @@ def publish(
         con.sql("DROP TABLE IF EXISTS new_run")
         con.sql("DROP TABLE IF EXISTS new_history")
         con.sql("DROP TABLE IF EXISTS staged_row_hashes")
+        for t in CONTACT_TABLES:
+            con.sql(f"DROP TABLE IF EXISTS {scoped_rows(t)}")
     # Only now that the new file is in place: a run that stops before the rename keeps the
     # scope for the next one (publishing a scope twice is harmless, losing one is not).
     with transaction(con):
