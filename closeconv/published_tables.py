@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import duckdb
 
+from closeconv import changes
+
 KEPT, DELTA, REWRITTEN, BY_CONTACT = "kept", "delta", "rewritten", "by contact"
 
 # Past this share of changed rows (deleted + inserted, over the table's rows) a DELETE/INSERT
@@ -29,6 +31,16 @@ KEPT, DELTA, REWRITTEN, BY_CONTACT = "kept", "delta", "rewritten", "by contact"
 DELTA_MAX_SHARE = 0.2
 
 TARGET = "publish_target"
+
+# Where staging records what the published file holds (closeconv/warehouse.py).
+STATE_TABLES = ("published_tables", "published_row_hashes")
+
+
+def unpublished_changes(con: duckdb.DuckDBPyConnection) -> changes.Scope:
+    """The contacts whose rows changed since the published file was written: the PUBLISH scope
+    (everything when this staging database has published nothing). What a publish patches and
+    what the blocking checks read; the other rows passed the checks when they were published."""
+    return changes.scope_of(con, changes.PUBLISH, outputs=STATE_TABLES)
 
 
 def columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:

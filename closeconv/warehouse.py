@@ -37,6 +37,7 @@ from closeconv.published_tables import (
     scoped_rows,
     stage_row_hashes,
     stage_scope_hashes,
+    unpublished_changes,
 )
 from closeconv.transactions import transaction  # also re-exported for the pipeline steps
 from closeconv.workflows.drift import drift_contacts
@@ -360,7 +361,7 @@ def publish(
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
     files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
     staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
-    scope = changes.scope_of(con, changes.PUBLISH, outputs=("published_tables", "published_row_hashes"))
+    scope = unpublished_changes(con)
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
