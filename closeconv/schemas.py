@@ -361,10 +361,13 @@ def _rows_to_check(changed_contacts: str | None) -> dict[str, _Ids]:
     # an id with a changed contact's row, whichever contact that row belongs to.
     return {
         "contacts": _Ids(contacts),
-        "event_ids": _Ids(f"SELECT event_id FROM events WHERE contact_id IN ({contacts})"),
-        "conversation_ids": _Ids(f"SELECT conversation_id FROM events WHERE contact_id IN ({contacts}) "
-                                 f"UNION SELECT conversation_id FROM conversations WHERE contact_id IN ({contacts})"),
-        "run_ids": _Ids(f"SELECT run_id FROM workflow_runs WHERE contact_id IN ({contacts})"),
+        # (NULLs left out: an IN list holding a NULL makes DuckDB's semi-join several times slower)
+        "event_ids": _Ids(f"SELECT event_id FROM events WHERE contact_id IN ({contacts}) AND event_id IS NOT NULL"),
+        "conversation_ids": _Ids(
+            f"SELECT conversation_id FROM events WHERE contact_id IN ({contacts}) AND conversation_id IS NOT NULL "
+            f"UNION SELECT conversation_id FROM conversations WHERE contact_id IN ({contacts}) "
+            "AND conversation_id IS NOT NULL"),
+        "run_ids": _Ids(f"SELECT run_id FROM workflow_runs WHERE contact_id IN ({contacts}) AND run_id IS NOT NULL"),
     }
 
 
