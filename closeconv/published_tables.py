@@ -109,8 +109,9 @@ def stage_scope_hashes(
     con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     prints = {}
     for table in tables:
-        con.sql(f"CREATE OR REPLACE TEMP TABLE {scoped_rows(table)} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
-        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, contact_id, hash(hashed_row) FROM {scoped_rows(table)} AS hashed_row",
+        rows = scoped_rows(table)
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
+        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, contact_id, hash(hashed_row) FROM {rows} AS hashed_row",
                 params=[table])
         (new_n, new_sum), = con.sql(
             "SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM staged_row_hashes WHERE table_name = ?", params=[table]

@@ -342,8 +342,11 @@ def publish(
     """Write the public tables from staging (`con`) into a new file and swap it in atomically.
 
     The new file starts as a byte copy of the published one in which only the tables that
-    changed are brought up to date (closeconv/published_tables.py); without a usable published
-    file (first run, foreign or damaged file, too much free space) every table is copied.
+    changed are brought up to date (closeconv/published_tables.py): the tables keyed by contact
+    by the contacts journaled for PUBLISH (closeconv/changes.py), the others by their row
+    hashes; the journal's PUBLISH scope is cleared once the new file is in place. Without a
+    usable published file (first run, foreign or damaged file, too much free space) every
+    table is copied.
     The run history (`pipeline_runs`) comes from the published file itself, so only runs that
     really published are in it, whatever happened to the staging database. Raises
     ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
