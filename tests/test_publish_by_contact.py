@@ -190,3 +190,14 @@ def test_a_replaced_published_file_is_written_in_full_whatever_the_scope(env):
     staged = _publish(env, "after-replace", CHANGE_THREE_CONTACTS, contacts=["c1", "c2", "c3"])
     assert set(_written(env).values()) == {"rewritten"}
     assert _published(env) == staged
+
+
+def test_the_blocking_checks_read_the_journaled_contacts_rows(env):
+    from pipelines.defs.checks import run_checks
+
+    with staging_connection(env.settings()) as con:
+        con.sql("UPDATE events SET event_order = 1 WHERE contact_id = 'c1'")
+        changes.mark_contacts(con, [changes.PUBLISH], "SELECT 'c1' AS contact_id")
+        failed = [r for r in run_checks(con, ["events", "rejected_events"]) if not r.passed]
+    assert [r.check_name for r in failed] == ["events_match_contract"]
+    assert "of contact c1 is shared by" in failed[0].description
