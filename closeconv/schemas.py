@@ -211,7 +211,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "unassign sets no one, assign sets someone; counts match the runs.",
         """
         SELECT 'action_id ' || action_id || ' appears ' || count(*) || ' times' AS problem
-        FROM workflow_actions GROUP BY action_id HAVING count(*) > 1
+        FROM workflow_actions WHERE {action_ids:action_id} GROUP BY action_id HAVING count(*) > 1
         UNION ALL
         SELECT 'action ' || coalesce(a.action_id, '(null)') || ': ' || CASE
                 WHEN a.action_id IS NULL THEN 'null action_id'
@@ -223,14 +223,14 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                 WHEN a.action = 'assign' AND a.to_assignee_id IS NULL THEN 'assign to no one'
             END
         FROM workflow_actions a LEFT JOIN workflow_runs r USING (run_id)
-        WHERE a.action_id IS NULL OR r.run_id IS NULL OR r.outcome <> 'completed'
+        WHERE {contacts:a.contact_id} AND (a.action_id IS NULL OR r.run_id IS NULL OR r.outcome <> 'completed'
            OR a.contact_id <> r.contact_id OR a.effective_at <> r.triggered_at
            OR a.action IS NULL OR a.action NOT IN ('unassign', 'assign')
            OR (a.action = 'unassign' AND a.to_assignee_id IS NOT NULL)
-           OR (a.action = 'assign' AND a.to_assignee_id IS NULL)
+           OR (a.action = 'assign' AND a.to_assignee_id IS NULL))
         UNION ALL
         SELECT 'run ' || r.run_id || ' says ' || r.action_count || ' actions, workflow_actions has ' || count(a.action_id)
-        FROM workflow_runs r LEFT JOIN workflow_actions a USING (run_id)
+        FROM workflow_runs r LEFT JOIN workflow_actions a USING (run_id) WHERE {contacts:r.contact_id}
         GROUP BY r.run_id, r.action_count HAVING count(a.action_id) <> r.action_count
         """,
     ),
@@ -344,23 +344,26 @@ CHECKS_BY_NAME: dict[str, TableCheck] = {c.name: c for c in TABLE_CHECKS}
 
 
 class _Ids:
-    """A placeholder of a check's SQL: `true` (every row) or `<column> IN (<select>)`."""
+    """A placeholder of a check's SQL: `true` (every row) or `<column> IN (<select>)`, with the
+    rows whose `column` is NULL too when `or_null` (rows of no contact belong to every scope)."""
 
-    def __init__(self, select: str | None):
-        self.select = select
+    def __init__(self, select: str | None, or_null: bool = False):
+        self.select, self.or_null = select, or_null
 
     def __format__(self, column: str) -> str:
-        return "true" if self.select is None else f"{column} IN ({self.select})"
+        if self.select is None:
+            return "true"
+        return f"({column} IN ({self.select}) OR {column} IS NULL)" if self.or_null else f"{column} IN ({self.select})"
 
 
 def _rows_to_check(changed_contacts: str | None) -> dict[str, _Ids]:
     if changed_contacts is None:
-        return dict.fromkeys(("contacts", "event_ids", "conversation_ids", "run_ids"), _Ids(None))
+        return dict.fromkeys(("contacts", "event_ids", "conversation_ids", "run_ids", "action_ids"), _Ids(None))
     contacts = f"SELECT contact_id FROM {changed_contacts}"
     # An id rule (unique event_id, one contact per conversation …) reads every row that shares
     # an id with a changed contact's row, whichever contact that row belongs to.
     return {
-        "contacts": _Ids(contacts),
+        "contacts": _Ids(contacts, or_null=True),
         # (NULLs left out: an IN list holding a NULL makes DuckDB's semi-join several times slower)
         "event_ids": _Ids(f"SELECT event_id FROM events WHERE contact_id IN ({contacts}) AND event_id IS NOT NULL"),
         "conversation_ids": _Ids(
@@ -368,6 +371,8 @@ def _rows_to_check(changed_contacts: str | None) -> dict[str, _Ids]:
             f"UNION SELECT conversation_id FROM conversations WHERE contact_id IN ({contacts}) "
             "AND conversation_id IS NOT NULL"),
         "run_ids": _Ids(f"SELECT run_id FROM workflow_runs WHERE contact_id IN ({contacts}) AND run_id IS NOT NULL"),
+        "action_ids": _Ids(
+            f"SELECT action_id FROM workflow_actions WHERE contact_id IN ({contacts}) AND action_id IS NOT NULL"),
     }
 
 

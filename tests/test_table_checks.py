@@ -150,3 +150,10 @@ def test_a_narrowed_check_reads_the_changed_contacts_rows_and_those_sharing_thei
     for contacts in (["c1"], ["c2"]):
         got = schemas.run_table_check(built, check, _changed(built, contacts))
         assert any("appears 2 times" in e for e in got.examples), (contacts, got.examples)
+
+
+def test_rows_of_no_contact_are_in_every_narrowed_check(built):
+    check = schemas.CHECKS_BY_NAME[schemas.EVENTS_MATCH_CONTRACT]
+    built.sql("UPDATE events SET contact_id = NULL WHERE event_id = (SELECT min(event_id) FROM events)")
+    got = schemas.run_table_check(built, check, _changed(built, []))
+    assert any("empty contact_id" in e for e in got.examples), got.examples
