@@ -124,7 +124,8 @@ def test_daily_check_uses_the_tables_timezone(built):
 
 def _changed(con, contacts: list[str]) -> str:
     con.sql("CREATE OR REPLACE TEMP TABLE changed_contacts_for_checks (contact_id VARCHAR)")
-    con.executemany("INSERT INTO changed_contacts_for_checks VALUES (?)", [[c] for c in contacts])
+    for contact in contacts:
+        con.execute("INSERT INTO changed_contacts_for_checks VALUES (?)", [contact])
     return "changed_contacts_for_checks"
 
 
