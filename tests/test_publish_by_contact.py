@@ -201,3 +201,22 @@ def test_the_blocking_checks_read_the_journaled_contacts_rows(env):
         failed = [r for r in run_checks(con, ["events", "rejected_events"]) if not r.passed]
     assert [r.check_name for r in failed] == ["events_match_contract"]
     assert "of contact c1 is shared by" in failed[0].description
+
+
+def test_the_file_stays_bounded_over_publishes_patched_by_contact(closeconv_env):
+    env = closeconv_env
+    if TEMPLATE_UNASSIGN.exists():
+        env.use_unassign_template()
+    env.write_jsonl("day1.jsonl", [e for i in range(3000) for e in _conversation(f"c{i}", 9)])
+    env.run()
+    sizes, ways = [], []
+    for i in range(8):
+        # A twentieth of the contacts change every time: all their rows are deleted and inserted.
+        staged = _publish(env, f"pass-{i}", f"UPDATE events SET summary = 'pass {i}' WHERE substr(contact_id, 2)::INTEGER % 20 = {i}",
+                          contacts=[f"c{n}" for n in range(3000) if n % 20 == i])
+        ways.append(_written(env)["events"])
+        sizes.append(env.warehouse_path.stat().st_size)
+    assert "by contact" in ways
+    # The vacuum rule (VACUUM_WASTE_SHARE) writes the file anew once it has grown enough.
+    assert max(sizes) <= 2 * sizes[0], sizes
+    assert _published(env) == staged
