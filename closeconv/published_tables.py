@@ -8,20 +8,40 @@ brings each public table to the staging table's content in the cheapest exact wa
   difference of whole-row hashes against those recorded at the last publish: no key needed,
   duplicates counted, the published file read only for the tables patched);
 - rewritten: its columns changed, or too many rows differ (a global renumbering such as
-  `events.event_order` changes every row), so it is dropped and created again.
+  `events.event_order` changes every row), so it is dropped and created again;
+- by contact: the run's steps journaled which contacts' rows changed (closeconv/changes.py,
+  the PUBLISH scope), so a table keyed by contact has those contacts' rows deleted and
+  inserted again, and only those rows are hashed (the staging table is still scanned once to
+  find them: a contact's rows are spread over all its row groups).
+
+The row hashes recorded for the published file carry the row's contact (for the tables keyed
+by contact), so a patch by contact updates the record for those contacts alone and the record
+stays exact whichever way the next publish goes.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-KEPT, DELTA, REWRITTEN = "kept", "delta", "rewritten"
+from closeconv import changes
+
+KEPT, DELTA, REWRITTEN, BY_CONTACT = "kept", "delta", "rewritten", "by contact"
 
 # Past this share of changed rows (deleted + inserted, over the table's rows) a DELETE/INSERT
 # costs more than a CREATE and leaves the table scattered over many partly deleted row groups.
 DELTA_MAX_SHARE = 0.2
 
 TARGET = "publish_target"
+
+# Where staging records what the published file holds (closeconv/warehouse.py).
+STATE_TABLES = ("published_tables", "published_row_hashes")
+
+
+def unpublished_changes(con: duckdb.DuckDBPyConnection) -> changes.Scope:
+    """The contacts whose rows changed since the published file was written: the PUBLISH scope
+    (everything when this staging database has published nothing). What a publish patches and
+    what the blocking checks read; the other rows passed the checks when they were published."""
+    return changes.scope_of(con, changes.PUBLISH, outputs=STATE_TABLES)
 
 
 def columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
@@ -32,6 +52,23 @@ def columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[t
     ).fetchall()
 
 
+def _columns_text(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
+    return ", ".join(f"{c} {ty}" for c, ty in columns(con, database, table))
+
+
+def _stage_hashes(con: duckdb.DuckDBPyConnection, table: str, where: str = "true") -> None:
+    """Add the hashes of `table`'s rows (those `where` selects) to `staged_row_hashes`, each
+    with the row's contact (NULL for a table not keyed by contact)."""
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
+    keyed = any(c == "contact_id" for c, _ in columns(con, database, table))
+    con.sql(
+        f"INSERT INTO staged_row_hashes SELECT ?, {'hashed_row.contact_id' if keyed else 'NULL'}, hash(hashed_row) "
+        f"FROM {table} AS hashed_row WHERE {where}",
+        params=[table],
+    )
+
+
 def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str]:
     """Hash every row of the staging `tables` into the temp table `staged_row_hashes`; return
     each table's fingerprint: row count, order-independent sum of the row hashes, columns.
@@ -39,16 +76,62 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
     One scan per table inside DuckDB (about 0.2 s for 1M events). The hashes are kept (in
     `published_row_hashes`, by the caller) so the next publish can count the rows that changed
     without reading the published file."""
-    con.sql("CREATE OR REPLACE TEMP TABLE staged_row_hashes (table_name VARCHAR, h UBIGINT)")
+    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     for table in tables:
-        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, hash(hashed_row) FROM {table} AS hashed_row", params=[table])
+        _stage_hashes(con, table)
     sums = dict(con.sql(
-        "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes GROUP BY table_name"
+        "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes "
+        "WHERE list_contains(?, table_name) GROUP BY table_name", params=[tables]
     ).fetchall())
-    database = con.sql("SELECT current_database()").fetchall()[0][0]
-    return {
-        t: f"{sums.get(t, '0:0')}:" + ", ".join(f"{c} {ty}" for c, ty in columns(con, database, t)) for t in tables
-    }
+    return {t: f"{sums.get(t, '0:0')}:" + _columns_text(con, t) for t in tables}
+
+
+def in_scope(scope_table: str) -> str:
+    """SQL predicate: the row's contact is in the scope, or it has none (such rows are few and
+    belong to no contact, so every patch by contact rewrites them too)."""
+    return f"(contact_id IN (SELECT contact_id FROM {scope_table}) OR contact_id IS NULL)"
+
+
+def scoped_rows(table: str) -> str:
+    """The temp table holding the scope's staging rows of `table` during a publish."""
+    return f"scoped_{table}"
+
+
+def stage_scope_hashes(
+    con: duckdb.DuckDBPyConnection, tables: list[str], scope_table: str, recorded: dict[str, str]
+) -> dict[str, str]:
+    """Copy the scope's rows of the staging `tables` (keyed by contact) into temp tables
+    (`scoped_rows`: one scan of each table, whose rows of a contact are spread over all its row
+    groups) and their hashes into `staged_row_hashes`; return each table's new fingerprint,
+    derived from its `recorded` one: the published rows of the scope's contacts go out, the
+    staging ones come in."""
+    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
+    prints = {}
+    for table in tables:
+        rows = scoped_rows(table)
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
+        con.sql(f"INSERT INTO staged_row_hashes SELECT ?, contact_id, hash(hashed_row) FROM {rows} AS hashed_row",
+                params=[table])
+        (new_n, new_sum), = con.sql(
+            "SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM staged_row_hashes WHERE table_name = ?", params=[table]
+        ).fetchall()
+        (old_n, old_sum), = con.sql(
+            f"SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM published_row_hashes WHERE table_name = ? "
+            f"AND {in_scope(scope_table)}", params=[table],
+        ).fetchall()
+        n, total, _ = recorded[table].split(":", 2)
+        prints[table] = f"{int(n) - old_n + new_n}:{int(total) - old_sum + new_sum}:" + _columns_text(con, table)
+    return prints
+
+
+def patch_by_contact(con: duckdb.DuckDBPyConnection, tables: list[str], scope_table: str) -> None:
+    """Replace the scope's rows of each of `tables` in `publish_target` by staging's (copied by
+    `stage_scope_hashes`): a semi-join on contact_id, no row hashing."""
+    for table in tables:
+        con.sql(f"DELETE FROM {TARGET}.{table} WHERE {in_scope(scope_table)}")
+        con.sql(f"INSERT INTO {TARGET}.{table} SELECT * FROM {scoped_rows(table)}")
 
 
 def _delta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:

@@ -48,7 +48,10 @@ class TableCheck:
     name: str
     table: str  # the asset the check guards
     description: str
-    sql: str  # one row per violation, with a VARCHAR column `problem`
+    # One row per violation, with a VARCHAR column `problem`. Placeholders such as
+    # `{contacts:e.contact_id}` mark where the check can be narrowed to the changed rows
+    # (`run_table_check`); a check without them always reads its whole tables.
+    sql: str
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,10 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "Unique event ids, unique order per contact, allowed types and sources, user_id where required, conflicts named.",
         f"""
         SELECT 'event_id ' || event_id || ' appears ' || count(*) || ' times' AS problem
-        FROM events GROUP BY event_id HAVING count(*) > 1
+        FROM events WHERE {{event_ids:event_id}} GROUP BY event_id HAVING count(*) > 1
         UNION ALL
         SELECT 'event_order ' || event_order || ' of contact ' || contact_id || ' is shared by ' || count(*) || ' events'
-        FROM events GROUP BY contact_id, event_order HAVING count(*) > 1
+        FROM events WHERE {{contacts:contact_id}} GROUP BY contact_id, event_order HAVING count(*) > 1
         UNION ALL
         SELECT 'event ' || coalesce(event_id, '(null)') || ': ' || CASE
                 WHEN event_id IS NULL THEN 'null event_id'
@@ -85,13 +88,13 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                     THEN 'unknown conversation_id_conflict ' || conversation_id_conflict
             END
         FROM events
-        WHERE event_id IS NULL OR event_type IS NULL OR event_type NOT IN ({_list(EVENT_TYPES)})
+        WHERE {{contacts:contact_id}} AND (event_id IS NULL OR event_type IS NULL OR event_type NOT IN ({_list(EVENT_TYPES)})
            OR occurred_at IS NULL OR coalesce(contact_id, '') = '' OR event_order IS NULL OR event_order < 1
            OR NOT coalesce({_SOURCE_ALLOWED}, false)
            OR (event_type IN ({_list(USER_ID_REQUIRED_FOR_USER_SOURCE)}) AND source = 'user' AND user_id IS NULL)
            OR (conversation_id_conflict IS NOT NULL) <> (given_conversation_id IS DISTINCT FROM conversation_id
                                                          AND given_conversation_id IS NOT NULL)
-           OR conversation_id_conflict NOT IN ({_list(CONVERSATION_ID_CONFLICTS)})
+           OR conversation_id_conflict NOT IN ({_list(CONVERSATION_ID_CONFLICTS)}))
         """,
     ),
     TableCheck(
@@ -116,7 +119,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "Unique ids, closed_at ≥ opened_at, close fields when closed, non-negative durations, valid buckets.",
         f"""
         SELECT 'conversation_id ' || conversation_id || ' appears ' || count(*) || ' times' AS problem
-        FROM conversations GROUP BY conversation_id HAVING count(*) > 1
+        FROM conversations WHERE {{conversation_ids:conversation_id}} GROUP BY conversation_id HAVING count(*) > 1
         UNION ALL
         SELECT 'conversation ' || coalesce(conversation_id, '(null)') || ': ' || CASE
                 WHEN conversation_id IS NULL THEN 'null conversation_id'
@@ -132,12 +135,13 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                     THEN 'frt_bucket_order does not match frt_bucket'
             END
         FROM conversations
-        WHERE conversation_id IS NULL OR contact_id IS NULL OR status IS NULL OR status NOT IN ('open', 'closed')
+        WHERE {{contacts:contact_id}} AND (conversation_id IS NULL OR contact_id IS NULL OR status IS NULL
+           OR status NOT IN ('open', 'closed')
            OR (status = 'closed' AND (closed_at IS NULL OR closed_by_source IS NULL))
            OR (status = 'open' AND closed_at IS NOT NULL) OR closed_at < opened_at
            OR first_response_time_s < 0 OR resolution_time_s < 0 OR average_response_time_s < 0
            OR frt_bucket NOT IN ({_BUCKETS}) OR (frt_bucket IS NULL) <> (first_response_time_s IS NULL)
-           OR frt_bucket_order IS DISTINCT FROM list_position([{_BUCKETS}], frt_bucket)
+           OR frt_bucket_order IS DISTINCT FROM list_position([{_BUCKETS}], frt_bucket))
         """,
     ),
     TableCheck(
@@ -145,10 +149,11 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "Every event's conversation_id names a conversation, and every conversation has events.",
         """
         SELECT DISTINCT 'events name conversation ' || e.conversation_id || ', which has no row' AS problem
-        FROM events e ANTI JOIN conversations c USING (conversation_id) WHERE e.conversation_id IS NOT NULL
+        FROM events e ANTI JOIN conversations c USING (conversation_id)
+        WHERE e.conversation_id IS NOT NULL AND {contacts:e.contact_id}
         UNION ALL
         SELECT 'conversation ' || c.conversation_id || ' has no events'
-        FROM conversations c ANTI JOIN events e USING (conversation_id)
+        FROM conversations c ANTI JOIN events e USING (conversation_id) WHERE {contacts:c.contact_id}
         """,
     ),
     TableCheck(
@@ -161,7 +166,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                    min(event_order) AS first_order, max(event_order) AS last_order,
                    count(*) FILTER (WHERE event_type = 'conversation.closed') AS closes,
                    max(event_order) FILTER (WHERE event_type = 'conversation.closed') AS close_order
-            FROM events WHERE conversation_id IS NOT NULL GROUP BY conversation_id
+            FROM events WHERE conversation_id IS NOT NULL AND {conversation_ids:conversation_id} GROUP BY conversation_id
         )
         SELECT 'conversation ' || conversation_id || CASE
                 WHEN contacts > 1 THEN ' spans ' || contacts || ' contacts'
@@ -182,7 +187,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "outcome completed (no reason) or skipped (with a reason).",
         """
         SELECT 'run_id ' || run_id || ' appears ' || count(*) || ' times' AS problem
-        FROM workflow_runs GROUP BY run_id HAVING count(*) > 1
+        FROM workflow_runs WHERE {run_ids:run_id} GROUP BY run_id HAVING count(*) > 1
         UNION ALL
         SELECT 'run ' || coalesce(r.run_id, '(null)') || ': ' || CASE
                 WHEN r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL THEN 'null id or version'
@@ -193,11 +198,11 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                      OR e.occurred_at <> r.triggered_at THEN 'contact, conversation or time differ from the trigger event'
             END
         FROM workflow_runs r LEFT JOIN events e ON e.event_id = r.trigger_event_id
-        WHERE r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL
+        WHERE {contacts:r.contact_id} AND (r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL
            OR r.outcome IS NULL OR r.outcome NOT IN ('completed', 'skipped')
            OR (r.outcome = 'skipped') <> (r.skip_reason IS NOT NULL) OR e.event_id IS NULL
            OR e.contact_id <> r.contact_id OR e.conversation_id IS DISTINCT FROM r.conversation_id
-           OR e.occurred_at <> r.triggered_at
+           OR e.occurred_at <> r.triggered_at)
         """,
     ),
     TableCheck(
@@ -206,7 +211,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "unassign sets no one, assign sets someone; counts match the runs.",
         """
         SELECT 'action_id ' || action_id || ' appears ' || count(*) || ' times' AS problem
-        FROM workflow_actions GROUP BY action_id HAVING count(*) > 1
+        FROM workflow_actions WHERE {action_ids:action_id} GROUP BY action_id HAVING count(*) > 1
         UNION ALL
         SELECT 'action ' || coalesce(a.action_id, '(null)') || ': ' || CASE
                 WHEN a.action_id IS NULL THEN 'null action_id'
@@ -218,14 +223,14 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                 WHEN a.action = 'assign' AND a.to_assignee_id IS NULL THEN 'assign to no one'
             END
         FROM workflow_actions a LEFT JOIN workflow_runs r USING (run_id)
-        WHERE a.action_id IS NULL OR r.run_id IS NULL OR r.outcome <> 'completed'
+        WHERE {contacts:a.contact_id} AND (a.action_id IS NULL OR r.run_id IS NULL OR r.outcome <> 'completed'
            OR a.contact_id <> r.contact_id OR a.effective_at <> r.triggered_at
            OR a.action IS NULL OR a.action NOT IN ('unassign', 'assign')
            OR (a.action = 'unassign' AND a.to_assignee_id IS NOT NULL)
-           OR (a.action = 'assign' AND a.to_assignee_id IS NULL)
+           OR (a.action = 'assign' AND a.to_assignee_id IS NULL))
         UNION ALL
         SELECT 'run ' || r.run_id || ' says ' || r.action_count || ' actions, workflow_actions has ' || count(a.action_id)
-        FROM workflow_runs r LEFT JOIN workflow_actions a USING (run_id)
+        FROM workflow_runs r LEFT JOIN workflow_actions a USING (run_id) WHERE {contacts:r.contact_id}
         GROUP BY r.run_id, r.action_count HAVING count(a.action_id) <> r.action_count
         """,
     ),
@@ -237,7 +242,7 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         WITH a AS (
             SELECT *, lead(valid_from) OVER w AS next_from, lead(timeline_order) OVER w AS next_order,
                    row_number() OVER w AS position
-            FROM assignments WINDOW w AS (PARTITION BY contact_id ORDER BY seq)
+            FROM assignments WHERE {contacts:contact_id} WINDOW w AS (PARTITION BY contact_id ORDER BY seq)
         )
         SELECT 'contact ' || contact_id || ' seq ' || seq || ': ' || CASE
                 WHEN seq <> position THEN 'seq is not 1, 2, … (position ' || position || ')'
@@ -338,9 +343,49 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
 CHECKS_BY_NAME: dict[str, TableCheck] = {c.name: c for c in TABLE_CHECKS}
 
 
-def run_table_check(con: duckdb.DuckDBPyConnection, check: TableCheck) -> CheckOutcome:
-    """Run one check in DuckDB: the number of violations and a few of them, in a stable order."""
+class _Ids:
+    """A placeholder of a check's SQL: `true` (every row) or `<column> IN (<select>)`, with the
+    rows whose `column` is NULL too when `or_null` (rows of no contact belong to every scope)."""
+
+    def __init__(self, select: str | None, or_null: bool = False):
+        self.select, self.or_null = select, or_null
+
+    def __format__(self, column: str) -> str:
+        if self.select is None:
+            return "true"
+        return f"({column} IN ({self.select}) OR {column} IS NULL)" if self.or_null else f"{column} IN ({self.select})"
+
+
+def _rows_to_check(changed_contacts: str | None) -> dict[str, _Ids]:
+    if changed_contacts is None:
+        return dict.fromkeys(("contacts", "event_ids", "conversation_ids", "run_ids", "action_ids"), _Ids(None))
+    contacts = f"SELECT contact_id FROM {changed_contacts}"
+    # An id rule (unique event_id, one contact per conversation …) reads every row that shares
+    # an id with a changed contact's row, whichever contact that row belongs to.
+    return {
+        "contacts": _Ids(contacts, or_null=True),
+        # (NULLs left out: an IN list holding a NULL makes DuckDB's semi-join several times slower)
+        "event_ids": _Ids(f"SELECT event_id FROM events WHERE contact_id IN ({contacts}) AND event_id IS NOT NULL"),
+        "conversation_ids": _Ids(
+            f"SELECT conversation_id FROM events WHERE contact_id IN ({contacts}) AND conversation_id IS NOT NULL "
+            f"UNION SELECT conversation_id FROM conversations WHERE contact_id IN ({contacts}) "
+            "AND conversation_id IS NOT NULL"),
+        "run_ids": _Ids(f"SELECT run_id FROM workflow_runs WHERE contact_id IN ({contacts}) AND run_id IS NOT NULL"),
+        "action_ids": _Ids(
+            f"SELECT action_id FROM workflow_actions WHERE contact_id IN ({contacts}) AND action_id IS NOT NULL"),
+    }
+
+
+def run_table_check(
+    con: duckdb.DuckDBPyConnection, check: TableCheck, changed_contacts: str | None = None
+) -> CheckOutcome:
+    """Run one check in DuckDB: the number of violations and a few of them, in a stable order.
+
+    With `changed_contacts` (a table with a `contact_id` column: the contacts whose rows changed
+    since the last publish, when every row passed), a check reads only the rows those changes
+    can have made wrong; the same rule, the same messages."""
+    sql = check.sql.format(**_rows_to_check(changed_contacts))
     (count, examples), = con.sql(
-        f"SELECT count(*), list(problem ORDER BY problem)[1:{EXAMPLES_SHOWN}] FROM ({check.sql})"
+        f"SELECT count(*), list(problem ORDER BY problem)[1:{EXAMPLES_SHOWN}] FROM ({sql})"
     ).fetchall()
     return CheckOutcome(passed=count == 0, violations=int(count), examples=list(examples or []))

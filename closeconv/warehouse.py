@@ -23,8 +23,22 @@ from typing import Iterator
 import duckdb
 from filelock import FileLock, Timeout
 
+from closeconv import changes
 from closeconv.config import Settings
-from closeconv.published_tables import DELTA, KEPT, REWRITTEN, bring_up_to_date, stage_row_hashes
+from closeconv.published_tables import (
+    BY_CONTACT,
+    DELTA,
+    KEPT,
+    REWRITTEN,
+    bring_up_to_date,
+    columns,
+    in_scope,
+    patch_by_contact,
+    scoped_rows,
+    stage_row_hashes,
+    stage_scope_hashes,
+    unpublished_changes,
+)
 from closeconv.transactions import transaction  # also re-exported for the pipeline steps
 from closeconv.workflows.drift import drift_contacts
 
@@ -51,6 +65,14 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "users",
     "teams",
     "categories",
+)
+
+# The public tables keyed by contact: every row belongs to one contact, so a publish can patch
+# them by the contacts the run's steps journaled (the PUBLISH scope, closeconv/changes.py).
+# The others (cross-contact aggregates, reference tables, rejected records) are small and go
+# by their fingerprints and row hashes.
+CONTACT_TABLES: tuple[str, ...] = (
+    "events", "conversations", "workflow_runs", "workflow_actions", "assignments", "workflow_drift",
 )
 
 # pipeline_runs, in documented order. A column added later reads NULL on older rows.
@@ -233,20 +255,24 @@ STATE_COLUMNS = (
     "table_name VARCHAR PRIMARY KEY, fingerprint VARCHAR, written VARCHAR, warehouse_run_id VARCHAR, "
     "warehouse_bytes BIGINT, warehouse_mtime_ns BIGINT, compact_bytes BIGINT, compact_rows BIGINT"
 )
+ROW_HASH_COLUMNS = "table_name VARCHAR, contact_id VARCHAR, h UBIGINT"  # contact_id: see CONTACT_TABLES
 
 
 def _create_state_tables(con: duckdb.DuckDBPyConnection) -> None:
     """The record of what was published, in staging; one of another shape is dropped (a cache:
     the next publish then writes the file in full)."""
-    shape = con.sql(
-        "SELECT string_agg(column_name, ',' ORDER BY column_index) FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND table_name = 'published_tables'"
-    ).fetchall()[0][0]
-    if shape is not None and shape != ",".join(c.split()[0] for c in STATE_COLUMNS.split(", ")):
-        con.sql("DROP TABLE published_tables")
+    shapes = dict(con.sql(
+        "SELECT table_name, string_agg(column_name, ',' ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND table_name IN ('published_tables', 'published_row_hashes') "
+        "GROUP BY table_name"
+    ).fetchall())
+    expected = {"published_tables": STATE_COLUMNS, "published_row_hashes": ROW_HASH_COLUMNS}
+    if any(shapes.get(t, cols) != cols for t, cols in (
+            (t, ",".join(c.split()[0] for c in columns.split(", "))) for t, columns in expected.items())):
+        con.sql("DROP TABLE IF EXISTS published_tables")
         con.sql("DROP TABLE IF EXISTS published_row_hashes")
     con.sql(f"CREATE TABLE IF NOT EXISTS published_tables ({STATE_COLUMNS})")
-    con.sql("CREATE TABLE IF NOT EXISTS published_row_hashes (table_name VARCHAR, h UBIGINT)")
+    con.sql(f"CREATE TABLE IF NOT EXISTS published_row_hashes ({ROW_HASH_COLUMNS})")
 
 
 def _previous_state(
@@ -284,7 +310,7 @@ def _previous_state(
 
 def _record_state(
     con: duckdb.DuckDBPyConnection, target: Path, run_id: str, prints: dict[str, str], how: dict[str, str],
-    compact: tuple[int, int],
+    compact: tuple[int, int], scope: changes.Scope,
 ) -> None:
     stat = target.stat()
     _create_state_tables(con)
@@ -294,12 +320,16 @@ def _record_state(
             "INSERT INTO published_tables VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns, *compact] for t in prints],
         )
-        # Only the changed tables' hashes: the others' recorded ones are still theirs.
-        changed = [t for t in prints if how[t] != KEPT]
+        # Only the changed rows' hashes: those of kept tables and other contacts are still theirs.
+        changed = [t for t in prints if how[t] in (DELTA, REWRITTEN)]
         con.sql("DELETE FROM published_row_hashes WHERE NOT list_contains(?, table_name)", params=[list(prints)])
         con.sql("DELETE FROM published_row_hashes WHERE list_contains(?, table_name)", params=[changed])
+        by_contact = [t for t in prints if how[t] == BY_CONTACT]
+        if by_contact:
+            con.sql(f"DELETE FROM published_row_hashes WHERE list_contains(?, table_name) AND {in_scope(scope.table)}",
+                    params=[by_contact])
         con.sql("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE list_contains(?, table_name)",
-                params=[changed])
+                params=[changed + by_contact])
 
 
 def publish(
@@ -312,8 +342,11 @@ def publish(
     """Write the public tables from staging (`con`) into a new file and swap it in atomically.
 
     The new file starts as a byte copy of the published one in which only the tables that
-    changed are brought up to date (closeconv/published_tables.py); without a usable published
-    file (first run, foreign or damaged file, too much free space) every table is copied.
+    changed are brought up to date (closeconv/published_tables.py): the tables keyed by contact
+    by the contacts journaled for PUBLISH (closeconv/changes.py), the others by their row
+    hashes; the journal's PUBLISH scope is cleared once the new file is in place. Without a
+    usable published file (first run, foreign or damaged file, too much free space) every
+    table is copied.
     The run history (`pipeline_runs`) comes from the published file itself, so only runs that
     really published are in it, whatever happened to the staging database. Raises
     ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
@@ -331,11 +364,12 @@ def publish(
     landing = con.sql("SELECT count(*), coalesce(sum(records), 0) FROM landing_files").fetchall()[0]
     files_unknown_type = con.sql("SELECT count(*) FROM landing_unknown_files").fetchall()[0][0]
     staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
-    prints = stage_row_hashes(con, list(counts))
+    scope = unpublished_changes(con)
     has_previous = _attach_previous(con, target)
     try:
         history_select = "SELECT * FROM new_run"
         recorded, compact, why_full = {}, None, "no published warehouse"
+        by_contact: list[str] = []  # tables patched by the scope's contacts, if their fingerprint moved
         if has_previous:
             before = con.sql("SELECT count(*) FROM previous.events").fetchall()[0][0]
             if counts["events"] < before and not allow_shrink:
@@ -347,6 +381,21 @@ def publish(
                 cols = ", ".join(c if c in old else f"NULL::{t} AS {c}" for c, t in PIPELINE_RUNS_COLUMNS)
                 history_select = f"SELECT {cols} FROM previous.pipeline_runs UNION ALL SELECT * FROM new_run"
             recorded, compact, why_full = _previous_state(con, target, sum(counts.values()))
+            if recorded and not scope.everything:
+                # A table whose columns changed is rewritten, which needs all its rows' hashes.
+                by_contact = [t for t in CONTACT_TABLES
+                              if t in recorded and columns(con, "previous", t) == columns(con, staging_db, t)]
+        prints = stage_row_hashes(con, [t for t in counts if t not in by_contact])
+        if by_contact:
+            prints.update(stage_scope_hashes(con, by_contact, scope.table, recorded))
+            # A row count the scope does not explain is a change no step journaled: that table
+            # goes by its row hashes (an update in place without a journal entry is not seen).
+            unjournaled = [t for t in by_contact if prints[t].split(":", 1)[0] != str(counts[t])]
+            if unjournaled:
+                log.warning(f"rows of {', '.join(unjournaled)} changed outside the journaled contacts; "
+                            "comparing every row of those tables")
+                by_contact = [t for t in by_contact if t not in unjournaled]
+                prints.update(stage_row_hashes(con, unjournaled))
         values = {
             "run_id": run_id, "published_at": datetime.now(timezone.utc), "timezone": settings.timezone,
             "landing_files": landing[0], "files_unknown_type": files_unknown_type, "records_read": landing[1],
@@ -372,7 +421,11 @@ def publish(
             shutil.copyfile(target, tmp)
             con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target")
             how = {t: KEPT for t in prints}
-            how.update(bring_up_to_date(con, [t for t in prints if recorded.get(t) != prints[t]], staging_db))
+            patched = [t for t in by_contact if recorded[t] != prints[t]]
+            patch_by_contact(con, patched, scope.table)
+            how.update({t: BY_CONTACT for t in patched})
+            how.update(bring_up_to_date(
+                con, [t for t in prints if t not in by_contact and recorded.get(t) != prints[t]], staging_db))
             con.sql("CREATE OR REPLACE TABLE publish_target.pipeline_runs AS SELECT * FROM new_history")
         else:
             log.info(f"publishing every table in full: {why_full}")
@@ -390,7 +443,7 @@ def publish(
             os.fsync(fh.fileno())
         # Before the rename, with the new file's size and mtime (a rename keeps both): if the
         # rename then fails, the record matches no published file and the next run copies all.
-        _record_state(con, tmp, run_id, prints, how, compact or (tmp.stat().st_size, sum(counts.values())))
+        _record_state(con, tmp, run_id, prints, how, compact or (tmp.stat().st_size, sum(counts.values())), scope)
         # A WAL beside the target belongs to the old file; replayed onto the new one it would corrupt it.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
@@ -408,11 +461,18 @@ def publish(
         con.sql("DROP TABLE IF EXISTS new_run")
         con.sql("DROP TABLE IF EXISTS new_history")
         con.sql("DROP TABLE IF EXISTS staged_row_hashes")
+        for t in CONTACT_TABLES:
+            con.sql(f"DROP TABLE IF EXISTS {scoped_rows(t)}")
+    # Only now that the new file is in place: a run that stops before the rename keeps the
+    # scope for the next one (publishing a scope twice is harmless, losing one is not).
+    with transaction(con):
+        changes.clear(con, changes.PUBLISH)
     if recorded:
-        written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA)}
+        written = {w: sorted(t for t in how if how[t] == w) for w in (REWRITTEN, DELTA, BY_CONTACT)}
         log.info(f"published a copy of the warehouse with {len(written[REWRITTEN])} table(s) rewritten "
-                 f"({', '.join(written[REWRITTEN]) or '-'}), {len(written[DELTA])} patched "
-                 f"({', '.join(written[DELTA]) or '-'}), the others kept")
+                 f"({', '.join(written[REWRITTEN]) or '-'}), {len(written[DELTA])} patched by row "
+                 f"({', '.join(written[DELTA]) or '-'}), {len(written[BY_CONTACT])} patched for "
+                 f"{scope.contacts:,} contacts ({', '.join(written[BY_CONTACT]) or '-'}), the others kept")
     return counts
 
 

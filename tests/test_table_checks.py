@@ -120,3 +120,41 @@ def test_daily_check_uses_the_tables_timezone(built):
     assert outcome(built, schemas.DAILY_METRICS_ADD_UP).passed
     built.sql("UPDATE daily_conversation_metrics SET timezone = 'Asia/Tokyo'")
     assert not outcome(built, schemas.DAILY_METRICS_ADD_UP).passed
+
+
+def _changed(con, contacts: list[str]) -> str:
+    con.sql("CREATE OR REPLACE TEMP TABLE changed_contacts_for_checks (contact_id VARCHAR)")
+    for contact in contacts:
+        con.execute("INSERT INTO changed_contacts_for_checks VALUES (?)", [contact])
+    return "changed_contacts_for_checks"
+
+
+@pytest.mark.parametrize(("name", "breakage", "problem"), BREAKAGES, ids=[f"{b[0]}-{i}" for i, b in enumerate(BREAKAGES)])
+def test_a_check_narrowed_to_the_changed_contacts_finds_what_the_whole_check_finds(built, name, breakage, problem):
+    built.sql(breakage)
+    check = schemas.CHECKS_BY_NAME[name]
+    assert schemas.run_table_check(built, check, _changed(built, ["c1", "c2"])) == schemas.run_table_check(built, check)
+
+
+def test_a_narrowed_check_reads_the_changed_contacts_rows_and_those_sharing_their_ids(built):
+    check = schemas.CHECKS_BY_NAME[schemas.EVENTS_MATCH_CONTRACT]
+    built.sql("UPDATE events SET event_order = 1 WHERE contact_id = 'c1'")  # a rule within one contact
+    assert schemas.run_table_check(built, check, _changed(built, ["c2"])).passed  # c1 is not journaled
+    assert schemas.run_table_check(built, check, _changed(built, ["c1"])) == schemas.run_table_check(built, check)
+    assert not schemas.run_table_check(built, check).passed
+
+    # A duplicate event_id across contacts is found from either side.
+    built.sql("UPDATE events SET event_order = row_number FROM (SELECT event_id AS id, row_number() OVER "
+              "(PARTITION BY contact_id ORDER BY occurred_at, event_id) AS row_number FROM events) WHERE event_id = id")
+    built.sql("UPDATE events SET event_id = (SELECT min(event_id) FROM events WHERE contact_id = 'c1') "
+              "WHERE event_id = (SELECT min(event_id) FROM events WHERE contact_id = 'c2')")
+    for contacts in (["c1"], ["c2"]):
+        got = schemas.run_table_check(built, check, _changed(built, contacts))
+        assert any("appears 2 times" in e for e in got.examples), (contacts, got.examples)
+
+
+def test_rows_of_no_contact_are_in_every_narrowed_check(built):
+    check = schemas.CHECKS_BY_NAME[schemas.EVENTS_MATCH_CONTRACT]
+    built.sql("UPDATE events SET contact_id = NULL WHERE event_id = (SELECT min(event_id) FROM events)")
+    got = schemas.run_table_check(built, check, _changed(built, []))
+    assert any("empty contact_id" in e for e in got.examples), got.examples

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from closeconv import schemas
+from closeconv import changes, schemas
 from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
 from closeconv.warehouse import publish, staging_connection
@@ -318,6 +318,8 @@ def _publish_directly(env: ClosecovEnv, run_id: str, change: str | None = None) 
     with staging_connection(settings) as con:
         if change:
             con.sql(change)
+            # A change by hand, journaled as a step journals what it wrote.
+            changes.mark_everything(con, [changes.PUBLISH])
         publish(con, settings, run_id)
     return _written(env)
 
