@@ -19,7 +19,7 @@ from dagster._core.instance.ref import InstanceRef
 from closeconv.config import Settings
 from closeconv.warehouse import pipeline_lock
 from pipelines.dagster_fsync import fewer_fsyncs
-from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG
+from pipelines.defs.jobs import CLOSECONV_JOB, PIPELINE_TAG, closeconv_job
 from pipelines.dagster_storage import pooled_storage_overrides
 
 # The instance closeconv records runs in (and `dg dev` reads, see the project's dagster.yaml):
@@ -71,6 +71,18 @@ def _progress_to(stream, level: int):
         logger.removeHandler(handler)
 
 
+def closeconv_job_def(resources: dict) -> dg.JobDefinition:
+    """The main job, from the asset module alone (the job selects every asset, checks included).
+
+    `dg dev` loads the whole defs folder (pipelines/definitions.py): schedule, sensor and the
+    component metadata Dagster gathers for its UI, 0.3-0.4 s a run that `closeconv run` does not
+    need. tests/test_definitions.py checks this job is the defs folder's."""
+    from pipelines.defs import assets
+
+    return dg.Definitions(assets=dg.load_assets_from_modules([assets]), jobs=[closeconv_job],
+                          resources=resources).resolve_job_def(CLOSECONV_JOB)
+
+
 def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False,
                  backfill: tuple[date, date] | None = None) -> dg.ExecuteInProcessResult:
     """Check the settings, then run the main job in-process on them. Returns the Dagster result.
@@ -79,7 +91,6 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
     and validation of unchanged files; `backfill` (first and last local day) recomputes every
     contact with an event on those days. Raises ConfigError for bad settings (before anything
     runs or is recorded)."""
-    from pipelines.definitions import defs as load_defs
     from pipelines.defs.resources import resources_for
 
     settings.check()
@@ -87,7 +98,7 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
     # --quiet drops the step lines, never a warning (a rebuilt cache, waiting for another run).
     with (_progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings),
           closeconv_instance(settings) as instance, fewer_fsyncs(run_id)):
-        job = load_defs().resolve_job_def(CLOSECONV_JOB)
+        job = closeconv_job_def(resources_for(settings))
         return job.execute_in_process(
             run_id=run_id,
             instance=instance,

@@ -194,3 +194,24 @@ def test_job_really_materializes_every_asset_and_runs_every_check(definitions, t
                    for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert EXPECTED_BLOCKING_CHECKS <= set(evaluations) and all(evaluations.values())
     assert settings.warehouse_path.is_file()
+
+
+def test_the_runners_job_is_the_defs_folders(definitions):
+    """`closeconv run` builds the job from the asset module alone (pipelines/runner.py): the same
+    assets, checks and tags as the job `dg dev` loads from the defs folder."""
+    from closeconv.config import Settings
+    from pipelines.defs.resources import resources_for
+    from pipelines.runner import closeconv_job_def
+
+    folder, runner = definitions.resolve_job_def("closeconv_job"), closeconv_job_def(resources_for(Settings()))
+
+    def shape(job):
+        graph = job.asset_layer.asset_graph
+        return ({k.to_user_string() for k in job.asset_layer.selected_asset_keys},
+                {(k.asset_key.to_user_string(), k.name, graph.get_check_spec(k).blocking) for k in graph.asset_check_keys},
+                {k.to_user_string(): sorted(d.to_user_string() for d in graph.get(k).parent_keys)
+                 for k in graph.get_all_asset_keys()},
+                job.tags, job.executor_def.name)
+
+    assert shape(runner) == shape(folder)
+    assert EXPECTED_ASSETS <= shape(runner)[0]

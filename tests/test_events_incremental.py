@@ -227,6 +227,31 @@ def test_generated_files_added_changed_and_removed_one_by_one(tmp_path, staging)
     assert recomputed[0] is None and all(n is not None and n > 0 for n in recomputed[1:])
 
 
+def _out_of_contact_order(con: duckdb.DuckDBPyConnection, where: str = "true") -> int:
+    """Rows (in storage order) whose (contact_id, event_order) sorts before the previous row's."""
+    return con.sql(
+        "SELECT count(*) FROM (SELECT contact_id, event_order, lag(contact_id) OVER w AS prev_contact, "
+        f"lag(event_order) OVER w AS prev_order FROM events WHERE {where} WINDOW w AS (ORDER BY rowid)) "
+        "WHERE prev_contact IS NOT NULL AND (contact_id, event_order) < (prev_contact, prev_order)"
+    ).fetchall()[0][0]
+
+
+def test_events_are_stored_clustered_by_contact(tmp_path, staging):
+    """The build writes `events` in (contact_id, event_order) order, and a scoped run appends its
+    contacts' rows in that order: a read of some contacts' rows skips the other row groups."""
+    generate_sample(tmp_path / "gen", 80, seed=11, days=3, files=2, bad_rate=0.05)
+    first, second = sorted((tmp_path / "gen").glob("events-*.jsonl"))
+    shutil.copy(first, staging.landing / first.name)
+    staging.build()
+    assert staging.con.sql("SELECT count(*) FROM events").fetchall()[0][0] > 100
+    assert _out_of_contact_order(staging.con) == 0
+    before = staging.con.sql("SELECT max(rowid) FROM events").fetchall()[0][0]
+    shutil.copy(second, staging.landing / second.name)
+    assert staging.build().contacts_recomputed > 0
+    assert staging.con.sql(f"SELECT count(*) FROM events WHERE rowid > {before}").fetchall()[0][0] > 0
+    assert _out_of_contact_order(staging.con, f"rowid > {before}") == 0
+
+
 # --------------------------------------------------------------------------------------
 # closeconv run --backfill-from/--backfill-to
 
