@@ -201,7 +201,8 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
         pl.col("reconciled_event_id").alias("event_id"), pl.lit("workflow").alias("source"),
         "run_id", "action_id", "workflow_id", "trigger_event_id",
     )
-    rows = pl.concat([rec_rows, wf_rows]).sort("key")
+    # Both parts are already in key order (the timeline's and the actions'): merge, no sort.
+    rows = rec_rows.merge_sorted(wf_rows, "key")
     same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
     rows = rows.with_columns(
         pl.col("t_us").cast(_US).alias("valid_from"),
