@@ -31,6 +31,11 @@ ACTION_ID_SQL = "substr(md5(run_id || '|' || step_id), 1, 20)"
 TIMELINE_ORDER_SQL = (
     "CASE WHEN sub = 0 THEN event_order ELSE event_order + 0.5 + least(sub - 1, 499) / 1000.0 END"
 )
+# cause and source of an assignments row: recorded rows have sub = 0, workflow rows sub >= 1.
+ASSIGNMENT_CAUSE_SQL = {
+    "cause": "CASE WHEN sub = 0 THEN 'event' ELSE 'workflow' END",
+    "source": "CASE WHEN sub = 0 THEN source ELSE 'workflow' END",
+}
 FRAME = "_cc_wf_frame"
 _US = pl.Datetime("us", "UTC")
 
@@ -195,7 +200,7 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
     rec_rows = recorded.filter(~pl.col("pos").is_in(reconciled.implode())).select(
         (pl.col("pos") * (1 << sub_bits)).alias("key"),
         "ck", "contact_id", pl.col("rec_assignee").alias("assignee_id"), pl.col("rec_at_us").alias("t_us"),
-        pl.lit("event").alias("cause"), pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
+        pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
         pl.col("rec_event_id").alias("event_id"), pl.col("rec_source").alias("source"),
         none.alias("run_id"), none.alias("action_id"), pl.lit(None, dtype=pl.Int32).alias("wf_index"),
         none.alias("trigger_event_id"),
@@ -205,8 +210,8 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
     wf_rows = acts.select(
         (pl.col("pos") * (1 << sub_bits) + pl.col("trigger_action_seq")).alias("key"),
         "ck", "contact_id", pl.col("to_assignee_id").alias("assignee_id"), "t_us",
-        pl.lit("workflow").alias("cause"), "event_order", pl.col("trigger_action_seq").alias("sub"),
-        pl.col("reconciled_event_id").alias("event_id"), pl.lit("workflow").alias("source"),
+        "event_order", pl.col("trigger_action_seq").alias("sub"),
+        pl.col("reconciled_event_id").alias("event_id"), none.alias("source"),  # 'workflow': ASSIGNMENT_CAUSE_SQL
         "run_id", "action_id", "wf_index", "trigger_event_id",
     )
     # Both parts are already in key order (the timeline's and the actions'): merge, no sort.
@@ -218,7 +223,8 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
         _position_in_group(_group_start(pl.col("ck"))).alias("seq"),
     )
     _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS,
-            exprs={"timeline_order": TIMELINE_ORDER_SQL, "workflow_id": workflow_id_sql}, contacts=contacts)
+            exprs={"timeline_order": TIMELINE_ORDER_SQL, "workflow_id": workflow_id_sql, **ASSIGNMENT_CAUSE_SQL},
+            contacts=contacts)
 
 
 def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame,
