@@ -80,11 +80,9 @@ def load_timeline(
     cols = [c for c in CONDITION_COLUMNS if c in columns]
     extra = "".join(f", {c}" for c in cols)
     nulls = "".join(f", CAST(NULL AS VARCHAR) AS {c}" for c in cols)
-    # trigger_type as a DuckDB ENUM (a Polars Categorical): one byte through the sort, not the text.
-    type_enum = "ENUM(" + ", ".join(f"'{t}'" for t in sorted(types)) + ")" if types else "VARCHAR"
     recorded = f"""
         SELECT event_order, contact_id, TRUE AS is_rec, event_id, epoch_us(occurred_at) AS t_us,
-               CAST(NULL AS VARCHAR) AS conversation_id, CAST(NULL AS {type_enum}) AS trigger_type{nulls},
+               CAST(NULL AS VARCHAR) AS conversation_id, CAST(NULL AS VARCHAR) AS trigger_type{nulls},
                coalesce(nullif(trim(assignee_id), ''), '') AS rec_val, lower(source) AS rec_src
         FROM events WHERE event_type = 'contact.assignee.updated'
     """
@@ -95,7 +93,7 @@ def load_timeline(
         sql = f"""
             WITH trig AS ({trig_sql})
             SELECT event_order, contact_id, FALSE AS is_rec, trigger_event_id AS event_id,
-                   epoch_us(triggered_at) AS t_us, conversation_id, CAST(trigger_type AS {type_enum}) AS trigger_type{extra},
+                   epoch_us(triggered_at) AS t_us, conversation_id, trigger_type{extra},
                    CAST(NULL AS VARCHAR) AS rec_val, CAST(NULL AS VARCHAR) AS rec_src
             FROM trig
             UNION ALL {recorded}
