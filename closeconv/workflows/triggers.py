@@ -112,7 +112,6 @@ def load_timeline(
         (pl.col("contact_id") != pl.col("contact_id").shift(1)).fill_null(True).cum_sum().cast(pl.Int64).alias("ck"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"),
     )
-    return df
 
 
 def recorded_frame(timeline: pl.DataFrame) -> pl.DataFrame:

@@ -24,12 +24,18 @@ from closeconv.workflows.tables import (
     WORKFLOW_RUNS_COLUMNS,
 )
 
-RUN_ID_SQL = "substr(md5(workflow_id || '|' || workflow_version || '|' || trigger_event_id), 1, 20)"
+# The run id's text before the trigger event id (workflow_id|version|), picked by wf_index.
+RUN_ID_SQL = "substr(md5({run_prefix} || trigger_event_id), 1, 20)"
 ACTION_ID_SQL = "substr(md5(run_id || '|' || step_id), 1, 20)"
 # timeline_order exactly as it has always been computed (DuckDB's decimal and double arithmetic).
 TIMELINE_ORDER_SQL = (
     "CASE WHEN sub = 0 THEN event_order ELSE event_order + 0.5 + least(sub - 1, 499) / 1000.0 END"
 )
+# cause and source of an assignments row: recorded rows have sub = 0, workflow rows sub >= 1.
+ASSIGNMENT_CAUSE_SQL = {
+    "cause": "CASE WHEN sub = 0 THEN 'event' ELSE 'workflow' END",
+    "source": "CASE WHEN sub = 0 THEN source ELSE 'workflow' END",
+}
 FRAME = "_cc_wf_frame"
 _US = pl.Datetime("us", "UTC")
 
@@ -79,6 +85,15 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, col
     run_over_frame(con, frame, f"INSERT INTO {table} SELECT {select} FROM {FRAME}", rows=False)
 
 
+def _per_workflow(values: list[str]) -> str:
+    """SQL giving ``values[wf_index]`` (null where wf_index is null): the workflow's constant
+    columns are spelled in SQL, not copied into every row of a frame."""
+    if not values:
+        return "CAST(NULL AS VARCHAR)"
+    quoted = (v.replace("'", "''") for v in values)
+    return "CASE wf_index " + " ".join(f"WHEN {i} THEN '{v}'" for i, v in enumerate(quoted)) + " END"
+
+
 def _rows_at(frame: pl.DataFrame, key: str, values: pl.Series) -> pl.DataFrame:
     """The rows of ``frame`` (sorted by its unique ``key``) whose key is each of ``values``, in
     order: a binary search and a gather, several times cheaper than a hash join here."""
@@ -117,34 +132,31 @@ def write_tables(
     whose rows name their trigger by ``pos``; the published ``*_event_order`` columns are the
     trigger's event_order (per contact).
     """
-    defs = pl.DataFrame(
-        {
-            "workflow_id": [w.id for w in wfs],
-            "workflow_version": [w.version for w in wfs],
-            "trigger_type": [w.trigger.type for w in wfs],
-        },
-        schema={"workflow_id": pl.String, "workflow_version": pl.String, "trigger_type": pl.String},
-    )
+    wf_sql = {
+        "workflow_id": _per_workflow([w.id for w in wfs]),
+        "workflow_version": _per_workflow([w.version for w in wfs]),
+    }
+    run_id_sql = RUN_ID_SQL.format(run_prefix=_per_workflow([f"{w.id}|{w.version}|" for w in wfs]))
     info = triggers.select(
         "pos", "event_order", "ck", "contact_id", pl.col("event_id").alias("trigger_event_id"), "conversation_id",
         "t_us", pl.col("t_us").cast(_US).alias("at"),
     ).sort("pos")
     runs = runs.select(list(RUNS_SCHEMA)).cast(RUNS_SCHEMA).sort("pos", "wf_index")
     runs_f = pl.concat(
-        [runs, _rows_at(info, "pos", runs.get_column("pos")).drop("pos"),
-         defs[runs.get_column("wf_index")]],
+        [runs, _rows_at(info, "pos", runs.get_column("pos")).drop("pos")],
         how="horizontal",
     )
     runs_f = runs_f.with_columns(
-        _md5_ids(con, runs_f.select("workflow_id", "workflow_version", "trigger_event_id"), RUN_ID_SQL).alias("run_id"),
+        _md5_ids(con, runs_f.select("wf_index", "trigger_event_id"), run_id_sql).alias("run_id"),
         # one increasing integer per run, to find an action's run by binary search
         (pl.col("pos") * len(wfs) + pl.col("wf_index")).alias("run_key"),
     )
     _create(con, "workflow_runs", runs_f.rename({"at": "triggered_at", "event_order": "trigger_event_order"}),
-            WORKFLOW_RUNS_COLUMNS, contacts=contacts)
+            WORKFLOW_RUNS_COLUMNS, exprs={**wf_sql, "trigger_type": _per_workflow([w.trigger.type for w in wfs])},
+            contacts=contacts)
 
     actions = actions.select(list(ACTIONS_SCHEMA)).cast(ACTIONS_SCHEMA).sort("pos", "wf_index", "step_index")
-    run_cols = ["run_key", "run_id", "workflow_id", "workflow_version", "trigger_event_id", "contact_id",
+    run_cols = ["run_key", "run_id", "trigger_event_id", "contact_id",
                 "conversation_id", "t_us", "at", "ck", "event_order"]
     acts = pl.concat(
         [actions,
@@ -171,14 +183,14 @@ def write_tables(
     acts = acts.with_columns(_md5_ids(con, acts.select("run_id", "step_id"), ACTION_ID_SQL).alias("action_id"))
     _create(con, "workflow_actions",
             acts.rename({"at": "effective_at", "event_order": "trigger_event_order"}), WORKFLOW_ACTIONS_COLUMNS,
-            contacts=contacts)
+            exprs=wf_sql, contacts=contacts)
 
-    _write_assignments(con, acts, recorded, contacts)
-    _write_drift(con, acts, recorded, contacts)
+    _write_assignments(con, acts, recorded, wf_sql["workflow_id"], contacts)
+    _write_drift(con, acts, recorded, wf_sql["workflow_id"], contacts)
 
 
 def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame,
-                       contacts: str | None) -> None:
+                       workflow_id_sql: str, contacts: str | None) -> None:
     """The recorded timeline (less the updates reconciled with an action) merged with the actions."""
     none = pl.lit(None, dtype=pl.String)
     reconciled = acts.get_column("reconciled_pos").drop_nulls()
@@ -188,32 +200,35 @@ def _write_assignments(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recor
     rec_rows = recorded.filter(~pl.col("pos").is_in(reconciled.implode())).select(
         (pl.col("pos") * (1 << sub_bits)).alias("key"),
         "ck", "contact_id", pl.col("rec_assignee").alias("assignee_id"), pl.col("rec_at_us").alias("t_us"),
-        pl.lit("event").alias("cause"), pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
+        pl.col("rec_order").alias("event_order"), pl.lit(0, dtype=pl.Int32).alias("sub"),
         pl.col("rec_event_id").alias("event_id"), pl.col("rec_source").alias("source"),
-        none.alias("run_id"), none.alias("action_id"), none.alias("workflow_id"), none.alias("trigger_event_id"),
+        none.alias("run_id"), none.alias("action_id"), pl.lit(None, dtype=pl.Int32).alias("wf_index"),
+        none.alias("trigger_event_id"),
     )
     if acts.height and acts.get_column("trigger_action_seq").max() >= (1 << sub_bits):  # pragma: no cover
         raise ValueError("more than 8 million actions on one trigger event")
     wf_rows = acts.select(
         (pl.col("pos") * (1 << sub_bits) + pl.col("trigger_action_seq")).alias("key"),
         "ck", "contact_id", pl.col("to_assignee_id").alias("assignee_id"), "t_us",
-        pl.lit("workflow").alias("cause"), "event_order", pl.col("trigger_action_seq").alias("sub"),
-        pl.col("reconciled_event_id").alias("event_id"), pl.lit("workflow").alias("source"),
-        "run_id", "action_id", "workflow_id", "trigger_event_id",
+        "event_order", pl.col("trigger_action_seq").alias("sub"),
+        pl.col("reconciled_event_id").alias("event_id"), none.alias("source"),  # 'workflow': ASSIGNMENT_CAUSE_SQL
+        "run_id", "action_id", "wf_index", "trigger_event_id",
     )
-    rows = pl.concat([rec_rows, wf_rows]).sort("key")
+    # Both parts are already in key order (the timeline's and the actions'): merge, no sort.
+    rows = rec_rows.merge_sorted(wf_rows, "key")
     same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
     rows = rows.with_columns(
         pl.col("t_us").cast(_US).alias("valid_from"),
         pl.when(same_contact_next).then(pl.col("t_us").shift(-1)).cast(_US).alias("valid_to"),
         _position_in_group(_group_start(pl.col("ck"))).alias("seq"),
     )
-    _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS, exprs={"timeline_order": TIMELINE_ORDER_SQL},
+    _create(con, "assignments", rows, ASSIGNMENTS_COLUMNS,
+            exprs={"timeline_order": TIMELINE_ORDER_SQL, "workflow_id": workflow_id_sql, **ASSIGNMENT_CAUSE_SQL},
             contacts=contacts)
 
 
 def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: pl.DataFrame,
-                 contacts: str | None) -> None:
+                 workflow_id_sql: str, contacts: str | None) -> None:
     """Final unassignments with no reconciled update while the recorded timeline still shows an
     assignee ``DRIFT_GRACE_S`` after the trigger."""
     grace_us = DRIFT_GRACE_S * 1_000_000
@@ -231,11 +246,12 @@ def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: p
         left_on="x_us", right_on="rec_at_us", by="ck", strategy="backward", check_sortedness=False,
     ).filter(pl.col("rec_assignee").is_not_null())
     drift = drift.select(
-        "contact_id", "workflow_id", "run_id", "action_id", "trigger_event_id", "conversation_id",
+        "contact_id", "wf_index", "run_id", "action_id", "trigger_event_id", "conversation_id",
         pl.col("at").alias("expected_unassigned_at"),
         pl.col("from_assignee_id").alias("replayed_from_assignee_id"),
         pl.col("rec_assignee").alias("recorded_assignee_id"),
         pl.col("since_us").cast(_US).alias("recorded_assignee_since"),
         pl.col("until_us").cast(_US).alias("recorded_assignee_until"),
     )
-    _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS, contacts=contacts)
+    _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS, exprs={"workflow_id": workflow_id_sql},
+            contacts=contacts)
