@@ -30,7 +30,8 @@ from closeconv import changes
 AFFECTED = "_events_affected"  # contact_id, journaled: the contacts recomputed (journaled: their records changed)
 SCOPE_EVENT_IDS = "_events_scope_ids"  # event_id: the dedupe groups recomputed
 CHANGED_FILES = "_events_changed_files"  # file: files whose validation rejects are redone
-TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached")
+TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached",
+               "_events_frontier_records", "_events_given")
 
 # What the events step writes: any missing → it recomputes everything. `dropped_duplicates`
 # (event_id, dropped) keeps `ingest_counts.duplicates_dropped` exact without a full pass;
@@ -41,6 +42,7 @@ MAX_ROUNDS = 25
 EVERYTHING_SHARE = 0.5
 
 _VALID = "(SELECT contact_id, event_id, conversation_id FROM validated_records WHERE reason_code IS NULL)"
+_VALID_RECORDS = "validated_records WHERE reason_code IS NULL"  # followed by AND <one filter>
 
 
 def settings_fingerprint(auto_close_hours: float | None) -> str:
@@ -81,19 +83,26 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         if rounds > MAX_ROUNDS or _too_many(con):
             return everything
         in_frontier = "contact_id IN (SELECT contact_id FROM _events_frontier)"
+        # Each read of `validated_records` filters one column by one IN: DuckDB pushes that into
+        # the scan (an OR of two INs, or a CASE, would be evaluated on every record, all columns).
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier_records AS "
+                f"SELECT event_id, conversation_id FROM {_VALID_RECORDS} AND {in_frontier}")
+        con.sql(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _events_given AS
+            SELECT conversation_id AS cid FROM _events_frontier_records WHERE conversation_id IS NOT NULL
+            UNION
+            SELECT given_conversation_id FROM events WHERE given_conversation_id IS NOT NULL AND {in_frontier}
+            """
+        )
         con.sql(
             f"""
             CREATE OR REPLACE TEMP TABLE _events_reached AS
-            WITH ids AS (SELECT DISTINCT event_id FROM {_VALID} WHERE {in_frontier}),
-            given AS (
-                SELECT conversation_id AS cid FROM {_VALID} WHERE conversation_id IS NOT NULL AND {in_frontier}
-                UNION
-                SELECT given_conversation_id FROM events WHERE given_conversation_id IS NOT NULL AND {in_frontier}
-            )
-            SELECT contact_id FROM {_VALID}
-            WHERE event_id IN (SELECT event_id FROM ids) OR conversation_id IN (SELECT cid FROM given)
+            SELECT contact_id FROM {_VALID_RECORDS} AND event_id IN (SELECT event_id FROM _events_frontier_records)
             UNION
-            SELECT contact_id FROM events WHERE given_conversation_id IN (SELECT cid FROM given)
+            SELECT contact_id FROM {_VALID_RECORDS} AND conversation_id IN (SELECT cid FROM _events_given)
+            UNION
+            SELECT contact_id FROM events WHERE given_conversation_id IN (SELECT cid FROM _events_given)
             """
         )
         con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS "
