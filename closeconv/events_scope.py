@@ -77,6 +77,9 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT contact_id, bool_or(journaled) AS journaled FROM ("
                 + " UNION ALL ".join(seeds) + ") WHERE contact_id IS NOT NULL GROUP BY contact_id", params)
     con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS SELECT contact_id FROM {AFFECTED}")
+    # Every affected contact is in exactly one round's frontier: the event ids of the frontiers'
+    # records, gathered as the closure reads them, are those of every affected contact.
+    con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} (event_id VARCHAR)")
     rounds = 0
     while _rows(con, "_events_frontier"):
         rounds += 1
@@ -87,6 +90,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         # the scan (an OR of two INs, or a CASE, would be evaluated on every record, all columns).
         con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier_records AS "
                 f"SELECT event_id, conversation_id FROM {_VALID_RECORDS} AND {in_frontier}")
+        con.sql(f"INSERT INTO {SCOPE_EVENT_IDS} SELECT event_id FROM _events_frontier_records")
         con.sql(
             f"""
             CREATE OR REPLACE TEMP TABLE _events_given AS
@@ -112,7 +116,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} AS
-        SELECT event_id FROM {_VALID} WHERE contact_id IN (SELECT contact_id FROM {AFFECTED})
+        SELECT event_id FROM {SCOPE_EVENT_IDS}
         UNION
         {changes.changed_event_ids(con, changes.EVENTS)}
         """
