@@ -41,7 +41,6 @@ AS_OF_KEY = "events:as_of"
 MAX_ROUNDS = 25
 EVERYTHING_SHARE = 0.5
 
-_VALID = "(SELECT contact_id, event_id, conversation_id FROM validated_records WHERE reason_code IS NULL)"
 _VALID_RECORDS = "validated_records WHERE reason_code IS NULL"  # followed by AND <one filter>
 
 
@@ -60,8 +59,9 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     journal = changes.scope_of(con, changes.EVENTS, outputs=OUTPUTS)
     if journal.everything or changes.settings_changed(con, changes.EVENTS, settings_fingerprint(auto_close_hours)):
         return everything
-    seeds = [f"SELECT contact_id, true AS journaled FROM {journal.table}",
-             f"SELECT contact_id, false FROM {_VALID} WHERE event_id IN ({changes.changed_event_ids(con, changes.EVENTS)})"]
+    # The contacts of records sharing a journaled event_id are reached by the closure's first
+    # round (which reads those ids with the frontier's): no scan of their own here.
+    seeds = [f"SELECT contact_id, true AS journaled FROM {journal.table}"]
     params: list = []
     if auto_close_hours is not None:
         found = con.execute("SELECT value FROM staging_meta WHERE key = ?", [AS_OF_KEY]).fetchall()
@@ -81,7 +81,8 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     # records, gathered as the closure reads them, are those of every affected contact.
     con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} (event_id VARCHAR)")
     rounds = 0
-    while _rows(con, "_events_frontier"):
+    journaled_ids = f"({changes.changed_event_ids(con, changes.EVENTS)})"
+    while _rows(con, "_events_frontier") or (rounds == 0 and _rows(con, journaled_ids)):
         rounds += 1
         if rounds > MAX_ROUNDS or _too_many(con):
             return everything
@@ -102,7 +103,8 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         con.sql(
             f"""
             CREATE OR REPLACE TEMP TABLE _events_reached AS
-            SELECT contact_id FROM {_VALID_RECORDS} AND event_id IN (SELECT event_id FROM _events_frontier_records)
+            SELECT contact_id FROM {_VALID_RECORDS} AND event_id IN (
+                SELECT event_id FROM _events_frontier_records UNION ALL {changes.changed_event_ids(con, changes.EVENTS)})
             UNION
             SELECT contact_id FROM {_VALID_RECORDS} AND conversation_id IN (SELECT cid FROM _events_given)
             UNION
