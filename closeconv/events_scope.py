@@ -30,7 +30,8 @@ from closeconv import changes
 AFFECTED = "_events_affected"  # contact_id, journaled: the contacts recomputed (journaled: their records changed)
 SCOPE_EVENT_IDS = "_events_scope_ids"  # event_id: the dedupe groups recomputed
 CHANGED_FILES = "_events_changed_files"  # file: files whose validation rejects are redone
-TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached")
+TEMP_TABLES = (AFFECTED, SCOPE_EVENT_IDS, CHANGED_FILES, "_events_frontier", "_events_reached",
+               "_events_frontier_records", "_events_given")
 
 # What the events step writes: any missing → it recomputes everything. `dropped_duplicates`
 # (event_id, dropped) keeps `ingest_counts.duplicates_dropped` exact without a full pass;
@@ -40,7 +41,7 @@ AS_OF_KEY = "events:as_of"
 MAX_ROUNDS = 25
 EVERYTHING_SHARE = 0.5
 
-_VALID = "(SELECT contact_id, event_id, conversation_id FROM validated_records WHERE reason_code IS NULL)"
+_VALID_RECORDS = "validated_records WHERE reason_code IS NULL"  # followed by AND <one filter>
 
 
 def settings_fingerprint(auto_close_hours: float | None) -> str:
@@ -58,8 +59,9 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     journal = changes.scope_of(con, changes.EVENTS, outputs=OUTPUTS)
     if journal.everything or changes.settings_changed(con, changes.EVENTS, settings_fingerprint(auto_close_hours)):
         return everything
-    seeds = [f"SELECT contact_id, true AS journaled FROM {journal.table}",
-             f"SELECT contact_id, false FROM {_VALID} WHERE event_id IN ({changes.changed_event_ids(con, changes.EVENTS)})"]
+    # The contacts of records sharing a journaled event_id are reached by the closure's first
+    # round (which reads those ids with the frontier's): no scan of their own here.
+    seeds = [f"SELECT contact_id, true AS journaled FROM {journal.table}"]
     params: list = []
     if auto_close_hours is not None:
         found = con.execute("SELECT value FROM staging_meta WHERE key = ?", [AS_OF_KEY]).fetchall()
@@ -75,25 +77,38 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT contact_id, bool_or(journaled) AS journaled FROM ("
                 + " UNION ALL ".join(seeds) + ") WHERE contact_id IS NOT NULL GROUP BY contact_id", params)
     con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS SELECT contact_id FROM {AFFECTED}")
+    # Every affected contact is in exactly one round's frontier: the event ids of the frontiers'
+    # records, gathered as the closure reads them, are those of every affected contact.
+    con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} (event_id VARCHAR)")
     rounds = 0
-    while _rows(con, "_events_frontier"):
+    journaled_ids = f"({changes.changed_event_ids(con, changes.EVENTS)})"
+    while _rows(con, "_events_frontier") or (rounds == 0 and _rows(con, journaled_ids)):
         rounds += 1
         if rounds > MAX_ROUNDS or _too_many(con):
             return everything
         in_frontier = "contact_id IN (SELECT contact_id FROM _events_frontier)"
+        # Each read of `validated_records` filters one column by one IN: DuckDB pushes that into
+        # the scan (an OR of two INs, or a CASE, would be evaluated on every record, all columns).
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier_records AS "
+                f"SELECT event_id, conversation_id FROM {_VALID_RECORDS} AND {in_frontier}")
+        con.sql(f"INSERT INTO {SCOPE_EVENT_IDS} SELECT event_id FROM _events_frontier_records")
+        con.sql(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _events_given AS
+            SELECT conversation_id AS cid FROM _events_frontier_records WHERE conversation_id IS NOT NULL
+            UNION
+            SELECT given_conversation_id FROM events WHERE given_conversation_id IS NOT NULL AND {in_frontier}
+            """
+        )
         con.sql(
             f"""
             CREATE OR REPLACE TEMP TABLE _events_reached AS
-            WITH ids AS (SELECT DISTINCT event_id FROM {_VALID} WHERE {in_frontier}),
-            given AS (
-                SELECT conversation_id AS cid FROM {_VALID} WHERE conversation_id IS NOT NULL AND {in_frontier}
-                UNION
-                SELECT given_conversation_id FROM events WHERE given_conversation_id IS NOT NULL AND {in_frontier}
-            )
-            SELECT contact_id FROM {_VALID}
-            WHERE event_id IN (SELECT event_id FROM ids) OR conversation_id IN (SELECT cid FROM given)
+            SELECT contact_id FROM {_VALID_RECORDS} AND event_id IN (
+                SELECT event_id FROM _events_frontier_records UNION ALL {changes.changed_event_ids(con, changes.EVENTS)})
             UNION
-            SELECT contact_id FROM events WHERE given_conversation_id IN (SELECT cid FROM given)
+            SELECT contact_id FROM {_VALID_RECORDS} AND conversation_id IN (SELECT cid FROM _events_given)
+            UNION
+            SELECT contact_id FROM events WHERE given_conversation_id IN (SELECT cid FROM _events_given)
             """
         )
         con.sql(f"CREATE OR REPLACE TEMP TABLE _events_frontier AS "
@@ -103,7 +118,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} AS
-        SELECT event_id FROM {_VALID} WHERE contact_id IN (SELECT contact_id FROM {AFFECTED})
+        SELECT event_id FROM {SCOPE_EVENT_IDS}
         UNION
         {changes.changed_event_ids(con, changes.EVENTS)}
         """

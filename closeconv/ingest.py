@@ -958,8 +958,11 @@ def validate_and_dedupe(
         con.sql("CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM validated_records")
     else:
         # A scope is small: one copy, instead of a scan of every record per statement below.
-        con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS SELECT * FROM validated_records "
-                f"WHERE CASE WHEN reason_code IS NULL THEN {contacts} ELSE {files} END")
+        # Two branches, not one CASE: each branch's IN becomes a filter DuckDB pushes into the
+        # scan, so the wide columns are fetched for the scope's rows only.
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
+                f"SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}) UNION ALL "
+                f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})")
         con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM {SCOPED_RECORDS}")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;

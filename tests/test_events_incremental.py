@@ -106,6 +106,17 @@ def test_event_id_redelivered_under_another_contact_in_a_later_file(tmp_path, st
     assert staging.journaled(changes.WORKFLOWS) == {"A", "B"}
 
 
+def test_journaled_event_id_alone_recomputes_the_contacts_holding_it(tmp_path, staging):
+    # The closure's first round reads the journaled event ids even with no journaled contact.
+    staging.write("a.jsonl", [recv("09:00", "A", event_id="x9"), recv("09:00", "U")])
+    staging.build()
+    staging.consume_downstream_journal()
+    changes.mark_contacts(staging.con, [changes.EVENTS], "SELECT NULL::VARCHAR AS contact_id, 'x9' AS event_id")
+    counts = staging.build()
+    assert counts.contacts_recomputed == 1  # A, which holds x9; not U
+    assert staging.tables() == built_from_scratch(tmp_path, staging)
+
+
 def test_removed_file_whose_record_won_the_dedupe(tmp_path, staging):
     redelivered = recv("09:00", "A", event_id="x2")
     staging.write("a.jsonl", [redelivered, sent("09:05", user="u1", contact="A")])
