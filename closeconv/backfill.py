@@ -41,7 +41,7 @@ def mark_backfill(con: duckdb.DuckDBPyConnection, days: tuple[date, date], timez
     start = datetime.combine(days[0], time(), zone)
     end = datetime.combine(days[1] + timedelta(days=1), time(), zone)
     sources = ["SELECT contact_id FROM validated_records WHERE reason_code IS NULL AND occurred_at >= ? AND occurred_at < ?"]
-    if con.sql("SELECT 1 FROM duckdb_tables() WHERE table_name = 'events' AND NOT temporary").fetchall():
+    if not changes.missing_tables(con, ["events"]):
         sources.append("SELECT contact_id FROM events WHERE occurred_at >= ? AND occurred_at < ?")
     select = "SELECT DISTINCT contact_id FROM (" + " UNION ALL ".join(sources) + ")"
     params = [start, end] * len(sources)

@@ -92,16 +92,20 @@ def mark_contacts(
         )
 
 
+def missing_tables(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> list[str]:
+    """Which of these staging tables (not temporary) do not exist yet."""
+    found = {t for (t,) in con.sql(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary").fetchall()}
+    return [t for t in tables if t not in found]
+
+
 def scope_of(con: duckdb.DuckDBPyConnection, step: str, *, outputs: Iterable[str] = ()) -> Scope:
     """This step's scope for this run; everything if any of its `outputs` tables is missing.
 
     Writes the temp table `_scope_<step>` (contact_id, unique) when the scope is a list."""
     ensure_journal(con)
     _check_steps([step])
-    missing = [t for t in outputs if not con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ? "
-        "AND NOT temporary", [t]).fetchall()]
-    if missing or con.execute("SELECT 1 FROM changed_everything WHERE step = ?", [step]).fetchall():
+    if missing_tables(con, outputs) or con.execute("SELECT 1 FROM changed_everything WHERE step = ?", [step]).fetchall():
         return Scope(step, everything=True)
     table = f"_scope_{step}"
     con.execute(

@@ -181,14 +181,8 @@ def build_conversation_tables(con: duckdb.DuckDBPyConnection, timezone: str, ref
         scope = changes.Scope(changes.CONVERSATIONS, everything=True)
     with transaction(con):
         build_conversation_scope(con, scope, timezone, categories)
-        if settings_changed or _missing(con, REFERENCE_TABLES):
+        if settings_changed or changes.missing_tables(con, REFERENCE_TABLES):
             build_reference_tables(con, reference_dir)
         changes.record_settings(con, changes.CONVERSATIONS, settings)
         changes.clear(con, changes.CONVERSATIONS)
     return dict(con.sql("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall())
-
-
-def _missing(con: duckdb.DuckDBPyConnection, tables) -> bool:
-    found = {t for (t,) in con.sql(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary").fetchall()}
-    return not set(tables) <= found

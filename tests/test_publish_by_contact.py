@@ -18,6 +18,7 @@ import closeconv.warehouse as warehouse_module
 from closeconv import changes
 from closeconv.warehouse import CONTACT_TABLES, PUBLIC_TABLES, publish, staging_connection
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, assign, closed, recv, sent
+from helpers.os_faults import RenameFails
 
 DATA_TABLES = [t for t in PUBLIC_TABLES if t != "pipeline_runs"]  # pipeline_runs is the run history
 
@@ -139,18 +140,9 @@ def test_rows_added_or_removed_outside_the_scope_are_still_published(env):
     assert _published(env) == staged
 
 
-class _FailingRename:
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    @staticmethod
-    def replace(src, dst):
-        raise OSError("simulated: rename failed")
-
-
 def test_a_publish_failing_at_the_rename_keeps_the_scope_for_the_next_run(env, monkeypatch):
     before = _published(env)
-    monkeypatch.setattr(warehouse_module, "os", _FailingRename())
+    monkeypatch.setattr(warehouse_module, "os", RenameFails())
     with pytest.raises(OSError, match="simulated"):
         _publish(env, "failed", CHANGE_THREE_CONTACTS, contacts=["c1", "c2", "c3"])
     assert _published(env) == before

@@ -25,6 +25,7 @@ from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
 from closeconv.warehouse import publish, staging_connection
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, Warehouse, closed, recv, sent
+from helpers.os_faults import RenameFails
 from operations_helpers import content_hash
 
 ANALYST = textwrap.dedent(
@@ -280,15 +281,7 @@ def test_failed_publish_leaves_no_trace_in_pipeline_runs(published, monkeypatch)
     env, before = published
     import closeconv.warehouse as warehouse_module
 
-    class OsFailingReplace:
-        def __getattr__(self, name):
-            return getattr(os, name)
-
-        @staticmethod
-        def replace(src, dst):
-            raise OSError("simulated: rename failed")
-
-    monkeypatch.setattr(warehouse_module, "os", OsFailingReplace())
+    monkeypatch.setattr(warehouse_module, "os", RenameFails())
     result = run_pipeline(env.settings(), quiet=True)
     assert result.success is False
     _assert_previous_warehouse_intact(env, before)
