@@ -36,6 +36,10 @@ TARGET = "publish_target"
 # Where staging records what the published file holds (closeconv/warehouse.py).
 STATE_TABLES = ("published_tables", "published_row_hashes")
 
+# The temp table of the row hashes whose number of rows a DELTA publish changed, per table:
+# `record_hash_deltas` brings the recorded hashes up to date from it.
+HASH_DELTAS = "published_hash_deltas"
+
 
 def unpublished_changes(con: duckdb.DuckDBPyConnection) -> changes.Scope:
     """The contacts whose rows changed since the published file was written: the PUBLISH scope
@@ -90,7 +94,14 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
 def in_scope(scope_table: str) -> str:
     """SQL predicate: the row's contact is in the scope, or it has none (such rows are few and
     belong to no contact, so every patch by contact rewrites them too)."""
-    return f"(contact_id IN (SELECT contact_id FROM {scope_table}) OR contact_id IS NULL)"
+    return f"({' OR '.join(scope_parts(scope_table))})"
+
+
+def scope_parts(scope_table: str) -> tuple[str, str]:
+    """`in_scope` as its two halves, for a statement per half: with the `OR`, DuckDB cannot push
+    the contact filter into the scan, so a table clustered by contact (`published_row_hashes`,
+    `events`) is read whole instead of only the row groups holding the scope's contacts."""
+    return f"contact_id IN (SELECT contact_id FROM {scope_table})", "contact_id IS NULL"
 
 
 def scoped_rows(table: str) -> str:
@@ -117,9 +128,10 @@ def stage_scope_hashes(
         (new_n, new_sum), = con.sql(
             "SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM staged_row_hashes WHERE table_name = ?", params=[table]
         ).fetchall()
+        recorded_scope = " UNION ALL ".join(
+            f"SELECT h FROM published_row_hashes WHERE table_name = $t AND {part}" for part in scope_parts(scope_table))
         (old_n, old_sum), = con.sql(
-            f"SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM published_row_hashes WHERE table_name = ? "
-            f"AND {in_scope(scope_table)}", params=[table],
+            f"SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM ({recorded_scope})", params={"t": table}
         ).fetchall()
         n, total, _ = recorded[table].split(":", 2)
         prints[table] = f"{int(n) - old_n + new_n}:{int(total) - old_sum + new_sum}:" + _columns_text(con, table)
@@ -130,7 +142,8 @@ def patch_by_contact(con: duckdb.DuckDBPyConnection, tables: list[str], scope_ta
     """Replace the scope's rows of each of `tables` in `publish_target` by staging's (copied by
     `stage_scope_hashes`): a semi-join on contact_id, no row hashing."""
     for table in tables:
-        con.sql(f"DELETE FROM {TARGET}.{table} WHERE {in_scope(scope_table)}")
+        for part in scope_parts(scope_table):
+            con.sql(f"DELETE FROM {TARGET}.{table} WHERE {part}")
         con.sql(f"INSERT INTO {TARGET}.{table} SELECT * FROM {scoped_rows(table)}")
 
 
@@ -140,12 +153,13 @@ def _delta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:
 
     Rows are compared by a 64-bit hash of the whole row: a wrong result needs a deleted and an
     inserted row with the same hash (odds about D*I/2^64, D and I in the thousands)."""
+    # One aggregate over both sides (not two and a full join of them: ~40% less at 5M events).
     con.sql(
         "CREATE OR REPLACE TEMP TABLE delta_changes AS "
-        "SELECT h, coalesce(o.n, 0) AS old_n, coalesce(n.n, 0) AS new_n "
-        "FROM (SELECT h, count(*) AS n FROM published_row_hashes WHERE table_name = $t GROUP BY h) AS o "
-        "FULL JOIN (SELECT h, count(*) AS n FROM staged_row_hashes WHERE table_name = $t GROUP BY h) AS n USING (h) "
-        "WHERE coalesce(o.n, 0) <> coalesce(n.n, 0)",
+        "SELECT h, count(*) FILTER (WHERE NOT staged) AS old_n, count(*) FILTER (WHERE staged) AS new_n FROM ("
+        "  SELECT h, false AS staged FROM published_row_hashes WHERE table_name = $t"
+        "  UNION ALL SELECT h, true FROM staged_row_hashes WHERE table_name = $t"
+        ") GROUP BY h HAVING old_n <> new_n",
         params={"t": table},
     )
     return con.sql(
@@ -177,6 +191,28 @@ def _apply_delta(con: duckdb.DuckDBPyConnection, table: str, deleted: int, inser
         )
 
 
+def record_hash_deltas(con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Bring `published_row_hashes` of `tables` (patched as DELTA, rows of no contact) to the
+    staged hashes by the changes alone (`HASH_DELTAS`), not by rewriting all their hashes:
+    of each hash whose rows went, that many recorded rows are deleted; of each that came, added."""
+    con.sql(
+        "DELETE FROM published_row_hashes WHERE rowid IN ("
+        "  SELECT row_id FROM ("
+        "    SELECT p.row_id, row_number() OVER (PARTITION BY p.table_name, p.h ORDER BY p.row_id) AS k,"
+        "           d.old_n - d.new_n AS gone"
+        "    FROM (SELECT rowid AS row_id, table_name, h FROM published_row_hashes WHERE list_contains($t, table_name)) AS p"
+        f"    JOIN {HASH_DELTAS} AS d USING (table_name, h) WHERE d.old_n > d.new_n)"
+        "  WHERE k <= gone)",
+        params={"t": tables},
+    )
+    con.sql(
+        "INSERT INTO published_row_hashes SELECT table_name, NULL, h FROM ("
+        f"  SELECT table_name, h, unnest(range(new_n - old_n)) FROM {HASH_DELTAS}"
+        "  WHERE new_n > old_n AND list_contains($t, table_name)) ORDER BY table_name",
+        params={"t": tables},
+    )
+
+
 def bring_up_to_date(
     con: duckdb.DuckDBPyConnection, tables: list[str], staging_db: str
 ) -> dict[str, str]:
@@ -188,6 +224,7 @@ def bring_up_to_date(
     Tables to rewrite are dropped and checkpointed first, so their blocks are free again
     before the new ones are written and the file does not grow by their size."""
     how: dict[str, str] = {}
+    con.sql(f"CREATE OR REPLACE TEMP TABLE {HASH_DELTAS} (table_name VARCHAR, h UBIGINT, old_n BIGINT, new_n BIGINT)")
     for table in tables:
         if columns(con, TARGET, table) != columns(con, staging_db, table):
             how[table] = REWRITTEN
@@ -196,6 +233,7 @@ def bring_up_to_date(
         rows = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         if deleted + inserted <= DELTA_MAX_SHARE * rows:
             _apply_delta(con, table, deleted, inserted)
+            con.sql(f"INSERT INTO {HASH_DELTAS} SELECT ?, h, old_n, new_n FROM delta_changes", params=[table])
             how[table] = DELTA
         else:
             how[table] = REWRITTEN

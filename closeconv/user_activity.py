@@ -24,13 +24,19 @@ SLOT_SECONDS = 900
 
 def build_conversation_assignees(con: duckdb.DuckDBPyConnection, conversations: str | None = None) -> None:
     """With `conversations` (a table of conversation_id), replace only those conversations' rows."""
+    # Those conversations first, materialized: inlined, DuckDB joins every closed conversation
+    # with every assignment and filters by id afterwards (3x slower at 5M events).
+    scoped = "" if conversations is None else (
+        "WITH scoped_conversations AS MATERIALIZED (SELECT * FROM conversations "
+        f"WHERE conversation_id IN (SELECT conversation_id FROM {conversations}))")
     query = f"""
+        {scoped}
         SELECT DISTINCT k.conversation_id, a.assignee_id, k.closed_at
-        FROM conversations k JOIN assignments a ON a.contact_id = k.contact_id
+        FROM {"conversations" if conversations is None else "scoped_conversations"} k
+        JOIN assignments a ON a.contact_id = k.contact_id
         WHERE k.status = 'closed' AND a.assignee_id IS NOT NULL
           AND (a.valid_from < k.closed_at OR (a.valid_from = k.closed_at AND a.cause = 'event'))
           AND (a.valid_to IS NULL OR a.valid_to > k.opened_at)
-          {"" if conversations is None else f"AND k.conversation_id IN (SELECT conversation_id FROM {conversations})"}
         ORDER BY k.closed_at, k.conversation_id, a.assignee_id
         """
     if conversations is None:

@@ -28,12 +28,14 @@ from closeconv.config import Settings
 from closeconv.published_tables import (
     BY_CONTACT,
     DELTA,
+    HASH_DELTAS,
     KEPT,
     REWRITTEN,
     bring_up_to_date,
     columns,
-    in_scope,
     patch_by_contact,
+    record_hash_deltas,
+    scope_parts,
     scoped_rows,
     stage_row_hashes,
     stage_scope_hashes,
@@ -321,13 +323,20 @@ def _record_state(
             [[t, prints[t], how[t], run_id, stat.st_size, stat.st_mtime_ns, *compact] for t in prints],
         )
         # Only the changed rows' hashes: those of kept tables and other contacts are still theirs.
-        changed = [t for t in prints if how[t] in (DELTA, REWRITTEN)]
+        # A table of no contact patched by row has its hashes patched too (`record_hash_deltas`);
+        # a table keyed by contact patched by row (a change no step journaled) is rewritten, as
+        # the hash deltas do not carry the rows' contacts.
+        deltas = [t for t in prints if how[t] == DELTA and t not in CONTACT_TABLES]
+        changed = [t for t in prints if how[t] in (DELTA, REWRITTEN) and t not in deltas]
         con.sql("DELETE FROM published_row_hashes WHERE NOT list_contains(?, table_name)", params=[list(prints)])
         con.sql("DELETE FROM published_row_hashes WHERE list_contains(?, table_name)", params=[changed])
+        if deltas:
+            record_hash_deltas(con, deltas)
         by_contact = [t for t in prints if how[t] == BY_CONTACT]
         if by_contact:
-            con.sql(f"DELETE FROM published_row_hashes WHERE list_contains(?, table_name) AND {in_scope(scope.table)}",
-                    params=[by_contact])
+            for part in scope_parts(scope.table):
+                con.sql(f"DELETE FROM published_row_hashes WHERE list_contains(?, table_name) AND {part}",
+                        params=[by_contact])
         # Clustered by table and contact, as `events` is: the next publish reads the scope's
         # hashes of each table (`stage_scope_hashes`) without scanning all of them.
         con.sql("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE list_contains(?, table_name) "
@@ -463,6 +472,7 @@ def publish(
         con.sql("DROP TABLE IF EXISTS new_run")
         con.sql("DROP TABLE IF EXISTS new_history")
         con.sql("DROP TABLE IF EXISTS staged_row_hashes")
+        con.sql(f"DROP TABLE IF EXISTS {HASH_DELTAS}")
         for t in CONTACT_TABLES:
             con.sql(f"DROP TABLE IF EXISTS {scoped_rows(t)}")
     # Only now that the new file is in place: a run that stops before the rename keeps the
