@@ -11,12 +11,12 @@ brings each public table to the staging table's content in the cheapest exact wa
   `events.event_order` changes every row), so it is dropped and created again;
 - by contact: the run's steps journaled which contacts' rows changed (closeconv/changes.py,
   the PUBLISH scope), so a table keyed by contact has those contacts' rows deleted and
-  inserted again, and only those rows are hashed (the staging table is still scanned once to
-  find them: a contact's rows are spread over all its row groups).
+  inserted again, and only those rows are hashed.
 
 The row hashes recorded for the published file carry the row's contact (for the tables keyed
 by contact), so a patch by contact updates the record for those contacts alone and the record
-stays exact whichever way the next publish goes.
+stays exact whichever way the next publish goes; a table of no contact patched by row has its
+record patched by the same delta.
 """
 
 from __future__ import annotations

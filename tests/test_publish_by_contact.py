@@ -124,6 +124,30 @@ def test_a_publish_scoped_to_contacts_equals_staging_and_keeps_the_record_exact(
     assert _published(env) == staged
 
 
+def _recorded_hashes_are_the_rows(env: ClosecovEnv, table: str) -> bool:
+    """The row hashes recorded for `table` are those of staging's rows, duplicates counted."""
+    with staging_connection(env.settings()) as con:
+        recorded = con.sql(f"SELECT h, count(*) FROM published_row_hashes WHERE table_name = '{table}' "
+                           "GROUP BY h ORDER BY ALL").fetchall()
+        return recorded == con.sql(f"SELECT hash(r), count(*) FROM {table} AS r GROUP BY 1 ORDER BY ALL").fetchall()
+
+
+def test_the_row_hashes_of_a_table_patched_by_row_are_patched_by_its_delta(env):
+    # user_closes names no contact: a few rows changed go by row, and so does its hash record.
+    staged = _publish(env, "twice", "INSERT INTO user_closes SELECT * FROM user_closes ORDER BY ALL LIMIT 1; "
+                      "INSERT INTO user_closes SELECT * FROM user_closes ORDER BY ALL LIMIT 1")
+    assert _written(env)["user_closes"] == "delta"
+    assert _published(env) == staged
+    assert _recorded_hashes_are_the_rows(env, "user_closes")
+
+    # One of the two copies goes: the record keeps the other (a multiset, not a set).
+    staged = _publish(env, "once", "DELETE FROM user_closes WHERE rowid = (SELECT max(rowid) FROM user_closes); "
+                      "UPDATE user_closes SET previous_close_of_contact_at = NULL WHERE rowid = (SELECT min(rowid) FROM user_closes)")
+    assert _written(env)["user_closes"] == "delta"
+    assert _published(env) == staged
+    assert _recorded_hashes_are_the_rows(env, "user_closes")
+
+
 def test_an_empty_scope_keeps_every_table_keyed_by_contact(env):
     staged = _publish(env, "nothing-new")
     written = _written(env)
