@@ -48,27 +48,29 @@ def unpublished_changes(con: duckdb.DuckDBPyConnection) -> changes.Scope:
     return changes.scope_of(con, changes.PUBLISH, outputs=STATE_TABLES)
 
 
-def columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[tuple[str, str]]:
-    return con.sql(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
-        "AND table_name = ? ORDER BY column_index",
-        params=[database, table],
-    ).fetchall()
+def table_columns(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[tuple[str, str]]]:
+    """(column, type) of every table of `database`, in column order: one catalog query for a
+    whole publish (one per table cost ~60 queries and 0.1-0.3 s at 5M events)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in con.sql(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
+        "AND schema_name = 'main' ORDER BY table_name, column_index",
+        params=[database],
+    ).fetchall():
+        found.setdefault(table, []).append((column, data_type))
+    return found
 
 
-def _columns_text(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    database = con.sql("SELECT current_database()").fetchall()[0][0]
-    return ", ".join(f"{c} {ty}" for c, ty in columns(con, database, table))
+def _columns_text(columns: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{c} {ty}" for c, ty in columns)
 
 
-def _stage_hashes(con: duckdb.DuckDBPyConnection, table: str, where: str = "true") -> None:
-    """Add the hashes of `table`'s rows (those `where` selects) to `staged_row_hashes`, each
-    with the row's contact (NULL for a table not keyed by contact)."""
-    database = con.sql("SELECT current_database()").fetchall()[0][0]
-    keyed = any(c == "contact_id" for c, _ in columns(con, database, table))
+def _stage_hashes(con: duckdb.DuckDBPyConnection, table: str, keyed: bool) -> None:
+    """Add the hashes of `table`'s rows to `staged_row_hashes`, each with the row's contact if
+    the table is `keyed` by contact (NULL otherwise)."""
     con.sql(
         f"INSERT INTO staged_row_hashes SELECT ?, {'hashed_row.contact_id' if keyed else 'NULL'}, hash(hashed_row) "
-        f"FROM {table} AS hashed_row WHERE {where}",
+        f"FROM {table} AS hashed_row",
         params=[table],
     )
 
@@ -82,13 +84,14 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
     without reading the published file."""
     con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
     con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
+    staged = table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
     for table in tables:
-        _stage_hashes(con, table)
+        _stage_hashes(con, table, keyed=any(c == "contact_id" for c, _ in staged[table]))
     sums = dict(con.sql(
         "SELECT table_name, count(*) || ':' || sum(h::HUGEINT) FROM staged_row_hashes "
         "WHERE list_contains(?, table_name) GROUP BY table_name", params=[tables]
     ).fetchall())
-    return {t: f"{sums.get(t, '0:0')}:" + _columns_text(con, t) for t in tables}
+    return {t: f"{sums.get(t, '0:0')}:" + _columns_text(staged[t]) for t in tables}
 
 
 def in_scope(scope_table: str) -> str:
@@ -120,6 +123,7 @@ def stage_scope_hashes(
     con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
     con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
     prints = {}
+    staged = table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
     for table in tables:
         rows = scoped_rows(table)
         con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
@@ -134,7 +138,7 @@ def stage_scope_hashes(
             f"SELECT count(*), coalesce(sum(h::HUGEINT), 0) FROM ({recorded_scope})", params={"t": table}
         ).fetchall()
         n, total, _ = recorded[table].split(":", 2)
-        prints[table] = f"{int(n) - old_n + new_n}:{int(total) - old_sum + new_sum}:" + _columns_text(con, table)
+        prints[table] = f"{int(n) - old_n + new_n}:{int(total) - old_sum + new_sum}:" + _columns_text(staged[table])
     return prints
 
 
@@ -224,9 +228,10 @@ def bring_up_to_date(
     Tables to rewrite are dropped and checkpointed first, so their blocks are free again
     before the new ones are written and the file does not grow by their size."""
     how: dict[str, str] = {}
+    target_columns, staged_columns = table_columns(con, TARGET), table_columns(con, staging_db)
     con.sql(f"CREATE OR REPLACE TEMP TABLE {HASH_DELTAS} (table_name VARCHAR, h UBIGINT, old_n BIGINT, new_n BIGINT)")
     for table in tables:
-        if columns(con, TARGET, table) != columns(con, staging_db, table):
+        if target_columns.get(table) != staged_columns[table]:
             how[table] = REWRITTEN
             continue
         deleted, inserted = _delta(con, table)

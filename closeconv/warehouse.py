@@ -32,13 +32,13 @@ from closeconv.published_tables import (
     KEPT,
     REWRITTEN,
     bring_up_to_date,
-    columns,
     patch_by_contact,
     record_hash_deltas,
     scope_parts,
     scoped_rows,
     stage_row_hashes,
     stage_scope_hashes,
+    table_columns,
     unpublished_changes,
 )
 from closeconv.transactions import transaction  # also re-exported for the pipeline steps
@@ -394,8 +394,8 @@ def publish(
             recorded, compact, why_full = _previous_state(con, target, sum(counts.values()))
             if recorded and not scope.everything:
                 # A table whose columns changed is rewritten, which needs all its rows' hashes.
-                by_contact = [t for t in CONTACT_TABLES
-                              if t in recorded and columns(con, "previous", t) == columns(con, staging_db, t)]
+                published, staged = table_columns(con, "previous"), table_columns(con, staging_db)
+                by_contact = [t for t in CONTACT_TABLES if t in recorded and published.get(t) == staged[t]]
         prints = stage_row_hashes(con, [t for t in counts if t not in by_contact])
         if by_contact:
             prints.update(stage_scope_hashes(con, by_contact, scope.table, recorded))
