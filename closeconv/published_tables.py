@@ -94,15 +94,11 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
     return {t: f"{sums.get(t, '0:0')}:" + _columns_text(staged[t]) for t in tables}
 
 
-def in_scope(scope_table: str) -> str:
-    """SQL predicate: the row's contact is in the scope, or it has none (such rows are few and
-    belong to no contact, so every patch by contact rewrites them too)."""
-    return f"({' OR '.join(scope_parts(scope_table))})"
-
-
 def scope_parts(scope_table: str) -> tuple[str, str]:
-    """`in_scope` as its two halves, for a statement per half: with the `OR`, DuckDB cannot push
-    the contact filter into the scan, so a table clustered by contact (`published_row_hashes`,
+    """SQL predicates of the scope's rows: the row's contact is in the scope, or it has none
+    (such rows are few and belong to no contact, so every patch by contact rewrites them too).
+    Two, for a statement (or a UNION ALL branch) each: joined by `OR`, DuckDB cannot push the
+    contact filter into the scan, so a table clustered by contact (`published_row_hashes`,
     `events`) is read whole instead of only the row groups holding the scope's contacts."""
     return f"contact_id IN (SELECT contact_id FROM {scope_table})", "contact_id IS NULL"
 
@@ -126,7 +122,8 @@ def stage_scope_hashes(
     staged = table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
     for table in tables:
         rows = scoped_rows(table)
-        con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT * FROM {table} WHERE {in_scope(scope_table)}")
+        con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS "
+                + " UNION ALL ".join(f"SELECT * FROM {table} WHERE {part}" for part in scope_parts(scope_table)))
         con.sql(f"INSERT INTO staged_row_hashes SELECT ?, contact_id, hash(hashed_row) FROM {rows} AS hashed_row",
                 params=[table])
         (new_n, new_sum), = con.sql(
