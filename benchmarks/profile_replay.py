@@ -3,12 +3,10 @@ synthetic closes of bench_replay.py (docs/performance.md, "Replay").
 
     nice .venv/bin/python benchmarks/profile_replay.py --closes 1000000 --rounds 3
 
-Each phase function of the vectorized path (closeconv/workflows/vectorized_tables.py: the
-sorted timeline table, the engine's input, the trigger frame, the engine, the decisions aligned
-with the timeline, the md5 ids, the four tables) is wrapped with wall and process-CPU timers
-(CPU includes DuckDB's and Polars' threads: the steadier figure on a shared machine);
-`create_from` (one per table) is also inside `create_tables`. The load average is printed with
-each round.
+Each phase function (reading the timeline, the trigger frame, the engine, the writers' md5
+ids, table creates, assignments and drift) is wrapped with wall and process-CPU timers (CPU
+includes DuckDB's and Polars' threads: the steadier figure on a shared machine); the nested
+writer phases are also inside `write_tables`. The load average is printed with each round.
 """
 
 from __future__ import annotations
@@ -21,14 +19,13 @@ import time
 import duckdb
 
 import closeconv.workflows.replay as replay
-import closeconv.workflows.vectorized_tables as vectorized_tables
 import closeconv.workflows.writers as writers
 from bench_replay import ROOT, build_events
 from closeconv.workflows import load_workflows
 
 PHASES = {
-    vectorized_tables: ("create_timeline", "load_engine_input", "trigger_frame", "replay_vectorized",
-                        "align_decisions", "create_ids", "create_tables", "create_from"),
+    replay: ("load_timeline", "recorded_frame", "trigger_frame", "replay_vectorized", "write_tables"),
+    writers: ("_md5_ids", "_create", "_write_assignments", "_write_drift"),
 }
 
 

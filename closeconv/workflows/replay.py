@@ -91,10 +91,9 @@ from closeconv.workflows.drift import drift_count
 from closeconv.workflows.models import Workflow
 from closeconv.workflows.reconcile import reconcile
 from closeconv.workflows.sequential import replay_sequential
-from closeconv.workflows.tables import ACTIONS_SCHEMA, COMPLETED, RUNS_SCHEMA, CONDITION_COLUMNS, SKIP_NO_ASSIGNEE, SKIP_ONCE, SKIPPED
+from closeconv.workflows.tables import ACTIONS_SCHEMA, COMPLETED, CONDITION_COLUMNS, RUNS_SCHEMA, SKIPPED
 from closeconv.workflows.triggers import load_timeline, recorded_frame, trigger_frame
-from closeconv.workflows.vectorized import RUN_COMPLETED, RUN_SKIPPED_NO_ASSIGNEE, RUN_SKIPPED_ONCE, vectorizable
-from closeconv.workflows.vectorized_tables import replay_vectorized_tables
+from closeconv.workflows.vectorized import replay_vectorized, vectorizable
 from closeconv.workflows.writers import write_tables
 
 @dataclass
@@ -164,34 +163,44 @@ def replay_workflows(
         raise ValueError(f"unknown engine {engine!r}")
 
     stats = ReplayStats(workflows=len(active))
+    runs = pl.DataFrame(schema=RUNS_SCHEMA)
+    actions = pl.DataFrame(schema=ACTIONS_SCHEMA)
     types = sorted({w.trigger.type for w in active})
     use_vector = vectorizable(active) and engine != "sequential"
     if engine == "vectorized" and not use_vector:
         raise ValueError("the vectorized engine only handles unassign-only workflows")
     if contacts is not None and not use_vector:
         raise ValueError("only the vectorized engine replays some contacts alone (the sequential one carries state across contacts)")
-    if use_vector:
-        # The vectorized engine reads only the condition fields its workflows use.
-        fields = tuple(c for c in CONDITION_COLUMNS if c in {r.field for w in active for r in w.trigger.conditions.rules})
-        decided = replay_vectorized_tables(con, active, types, triggers_from, triggers_to, fields, contacts)
-        if active:
+    # The vectorized engine reads only the condition fields its workflows use.
+    fields = tuple({r.field for w in active for r in w.trigger.conditions.rules} & set(CONDITION_COLUMNS))
+    timeline = load_timeline(con, types, triggers_from, triggers_to, columns=fields if use_vector else CONDITION_COLUMNS,
+                             contacts=contacts)
+    recorded = recorded_frame(timeline)
+    trig = trigger_frame(timeline, fields if use_vector else CONDITION_COLUMNS)
+    del timeline
+    if active:
+        if use_vector:
             stats.engine = "vectorized"
-            stats.trigger_events = decided.height
-            _count_vectorized(stats, decided, len(active))
-    else:
-        timeline = load_timeline(con, types, triggers_from, triggers_to, columns=CONDITION_COLUMNS)
-        recorded = recorded_frame(timeline)
-        trig = trigger_frame(timeline, CONDITION_COLUMNS)
-        del timeline
-        runs, actions = pl.DataFrame(schema=RUNS_SCHEMA), pl.DataFrame(schema=ACTIONS_SCHEMA)
-        if active:
+            runs, actions = replay_vectorized(trig, active)
+        else:
             stats.engine = "sequential"
             runs, actions = replay_sequential(con, trig, active, users)
             actions = reconcile(actions, trig, recorded)
-            stats.trigger_events = trig.height
-        write_tables(con, runs, actions, active, trig, recorded, contacts)
-        _count_frames(stats, runs, actions)
-    if stats.actions:
+        stats.trigger_events = trig.height
+
+    write_tables(con, runs, actions, active, trig, recorded, contacts)
+
+    stats.runs = runs.height
+    if runs.height:
+        outcomes = runs.get_column("outcome").value_counts()
+        counts = dict(outcomes.iter_rows())
+        stats.completed = int(counts.get(COMPLETED, 0))
+        stats.skipped = int(counts.get(SKIPPED, 0))
+        reasons = runs.filter(pl.col("outcome") == SKIPPED).get_column("skip_reason").value_counts(sort=True)
+        stats.skipped_by_reason = {r: int(n) for r, n in reasons.iter_rows()}
+    stats.actions = actions.height
+    if actions.height:
+        stats.actions_by_type = {a: int(n) for a, n in actions.get_column("action").value_counts(sort=True).iter_rows()}
         stats.contacts_affected, stats.reconciled = (
             int(x) for x in con.sql(
                 "SELECT count(DISTINCT contact_id), count(reconciled_event_id) FROM workflow_actions"
@@ -200,31 +209,3 @@ def replay_workflows(
     stats.drift = drift_count(con)
     stats.seconds = round(time.perf_counter() - started, 3)
     return stats
-
-
-def _count_frames(stats: ReplayStats, runs: pl.DataFrame, actions: pl.DataFrame) -> None:
-    """Run and action counts of the sequential engine's frames."""
-    stats.runs = runs.height
-    if runs.height:
-        counts = dict(runs.get_column("outcome").value_counts().iter_rows())
-        stats.completed = int(counts.get(COMPLETED, 0))
-        stats.skipped = int(counts.get(SKIPPED, 0))
-        reasons = runs.filter(pl.col("outcome") == SKIPPED).get_column("skip_reason").value_counts(sort=True)
-        stats.skipped_by_reason = {r: int(n) for r, n in reasons.iter_rows()}
-    stats.actions = actions.height
-    if actions.height:
-        stats.actions_by_type = {a: int(n) for a, n in actions.get_column("action").value_counts(sort=True).iter_rows()}
-
-
-def _count_vectorized(stats: ReplayStats, decided: pl.DataFrame, n_workflows: int) -> None:
-    """Run and action counts of the vectorized engine's decisions (``RUN_*`` codes per workflow)."""
-    codes = pl.concat([decided.get_column(f"run{i}") for i in range(n_workflows)]).drop_nulls()
-    counts = {int(c): int(k) for c, k in codes.value_counts().iter_rows()}
-    stats.runs = codes.len()
-    stats.completed = counts.get(RUN_COMPLETED, 0)
-    stats.skipped = stats.runs - stats.completed
-    reasons = {SKIP_NO_ASSIGNEE: counts.get(RUN_SKIPPED_NO_ASSIGNEE, 0), SKIP_ONCE: counts.get(RUN_SKIPPED_ONCE, 0)}
-    stats.skipped_by_reason = {r: k for r, k in sorted(reasons.items(), key=lambda rk: -rk[1]) if k}
-    stats.actions = int(decided.get_column("act_wf").is_not_null().sum())
-    if stats.actions:
-        stats.actions_by_type = {"unassign": stats.actions}

@@ -57,18 +57,20 @@ def trigger_events_sql(types: list[str], t_from: datetime | None = None, t_to: d
     return " UNION ALL ".join(parts), params
 
 
-def timeline_sql(
+def load_timeline(
+    con: duckdb.DuckDBPyConnection,
     types: list[str],
     t_from: datetime | None = None,
     t_to: datetime | None = None,
     *,
     columns: tuple[str, ...] = CONDITION_COLUMNS,
     contacts: str | None = None,
-) -> tuple[str, list]:
-    """SQL (and parameters) of the timeline, unsorted: trigger events of ``types`` and every
-    recorded assignee update, one row each.
+) -> pl.DataFrame:
+    """Trigger events of ``types`` and every recorded assignee update, in one frame sorted by
+    contact_id (``ck``, an integer key per contact), then event_order (a position within the
+    contact, so ``pos``, not event_order, names a row across contacts).
 
-    Columns: event_order, contact_id, is_rec, event_id, t_us (epoch microseconds),
+    Columns: event_order, ck, pos (row position), is_rec, contact_id, event_id, t_us (epoch microseconds),
     conversation_id, trigger_type and the condition ``columns`` (trigger rows; null on
     recorded rows), rec_val (recorded new assignee, '' = unassigned) and rec_src (lower-case
     source) on recorded rows. With no ``types``: the recorded updates alone. Everything the
@@ -99,50 +101,27 @@ def timeline_sql(
     if contacts is not None:
         # Every `events` the queries above name (openers included) reads the scope's rows only.
         sql = over_contacts(sql, contacts, ["events"])
-    return sql, params
-
-
-def with_contact_keys(df: pl.DataFrame, contact_start: pl.Expr) -> pl.DataFrame:
-    """``df`` (timeline rows sorted by contact_id, event_order) with ``ck``, an integer key per
-    contact (1, 2, ... in contact_id order, from ``contact_start``: true on a contact's first
-    row), and ``pos``, the row's position."""
-    return df.with_columns(
-        contact_start.fill_null(True).cum_sum().cast(pl.Int64).alias("ck"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"),
-    )
-
-
-def load_timeline(
-    con: duckdb.DuckDBPyConnection,
-    types: list[str],
-    t_from: datetime | None = None,
-    t_to: datetime | None = None,
-    *,
-    columns: tuple[str, ...] = CONDITION_COLUMNS,
-    contacts: str | None = None,
-) -> pl.DataFrame:
-    """The timeline (:func:`timeline_sql`) as one frame sorted by contact_id (``ck``, an
-    integer key per contact), then event_order (a position within the contact, so ``pos``, not
-    event_order, names a row across contacts)."""
-    sql, params = timeline_sql(types, t_from, t_to, columns=columns, contacts=contacts)
     # DuckDB sorts (by text, in parallel) about as fast as Polars sorts on a hashed key, and the
     # contact_id order makes `assignments` come out in its published order with no second sort.
     # .pl(), not pl.DataFrame(relation): that stream path leaks nanobind objects (warnings at exit).
     rel = con.sql(f"{sql} ORDER BY contact_id, event_order", params=params) if params else con.sql(
         f"{sql} ORDER BY contact_id, event_order")
     df = rel.pl().rechunk()  # one chunk per column: the fills below are several times faster
-    return with_contact_keys(df, pl.col("contact_id") != pl.col("contact_id").shift(1))
+    # ck: an integer key per contact (1, 2, ... in contact_id order); pos: the row's position.
+    return df.with_columns(
+        (pl.col("contact_id") != pl.col("contact_id").shift(1)).fill_null(True).cum_sum().cast(pl.Int64).alias("ck"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"),
+    )
 
 
 def recorded_frame(timeline: pl.DataFrame) -> pl.DataFrame:
     """The recorded assignee updates of a timeline, sorted by contact then event_order:
     rec_order, ck, pos, contact_id, rec_event_id, rec_at_us, rec_assignee (null = unassigned), rec_source."""
-    ids = [c for c in ("contact_id",) if c in timeline.columns]
     return timeline.filter(pl.col("is_rec")).select(
         pl.col("event_order").alias("rec_order"),
         "ck",
         "pos",
-        *ids,
+        "contact_id",
         pl.col("event_id").alias("rec_event_id"),
         pl.col("t_us").alias("rec_at_us"),
         pl.when(pl.col("rec_val") == "").then(None).otherwise(pl.col("rec_val")).alias("rec_assignee"),
@@ -195,7 +174,6 @@ def trigger_frame(timeline: pl.DataFrame, columns: tuple[str, ...] = CONDITION_C
             (pl.col("nr_src") == "workflow") & (pl.col("nr_val") == "") & ((pl.col("nr_t_us") - pl.col("t_us")) <= window_us)
         ).fill_null(False).alias("nr_unassign_ok"),
     )
-    ids = [c for c in ("contact_id", "event_id", "conversation_id") if c in timeline.columns]
     keep = ["event_order", "ck", "pos", "trigger_type", *cols, "t_us", "r", "r_order", "nr_order", "nr_pos", "nr_unassign_ok",
-            *ids]
+            "contact_id", "event_id", "conversation_id"]
     return df.select(keep)

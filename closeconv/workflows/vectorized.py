@@ -6,6 +6,7 @@ import polars as pl
 
 from closeconv.workflows.conditions import workflow_match_expr
 from closeconv.workflows.models import Workflow
+from closeconv.workflows.tables import ACTIONS_SCHEMA, COMPLETED, RUNS_SCHEMA, SKIP_NO_ASSIGNEE, SKIP_ONCE, SKIPPED
 
 
 def vectorizable(workflows: list[Workflow]) -> bool:
@@ -17,24 +18,14 @@ def vectorizable(workflows: list[Workflow]) -> bool:
     )
 
 
-# A trigger's run of workflow i, in the decisions frame: column run{i}; null = no run.
-RUN_COMPLETED, RUN_SKIPPED_NO_ASSIGNEE, RUN_SKIPPED_ONCE = 0, 1, 2
-
-
-def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> pl.DataFrame:
-    """Unassign-only workflows, fully vectorized: the decisions, one row per trigger of ``t``
-    (``triggers.trigger_frame``), in its order.
+def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Unassign-only workflows, fully vectorized.
 
     Per contact, a *segment* is a stretch with one recorded assignee r (between recorded
     updates). Before the first event of a segment where some workflow fires with assignee r,
     the assignee is r; at that event the first firing workflow (by id) unassigns; afterwards
     every event of the segment sees "no assignee". Once-per-contact workflows (which here do
     not read assignee_id) are blocked after their first match for the contact.
-
-    Columns: pos, ck, t_us, ``run{i}`` per workflow (``RUN_*`` codes, null where workflow i
-    does not run), ``act_wf`` (the workflow whose step unassigns at this trigger, null if
-    none: at most one per trigger), ``from_assignee_id`` (the assignee it removes) and
-    ``reconciled_pos`` (the pos of the recorded update that is the same change, if any).
     """
     n = len(wfs)
     none = pl.lit(None, dtype=pl.String)
@@ -74,22 +65,37 @@ def replay_vectorized(t: pl.DataFrame, wfs: list[Workflow]) -> pl.DataFrame:
         (pl.col("prior") | pl.col("r").is_null()).alias("state_null"),
         pl.coalesce([pl.when(pl.col(f"m{i}") & ~pl.col(f"b{i}")).then(pl.lit(i, dtype=pl.Int32)) for i in range(n)]).alias("first_wf"),
     )
-    act_wf = pl.when(~pl.col("state_null")).then(pl.col("first_wf"))
-    t = t.with_columns(act_wf.cast(pl.Int32).alias("act_wf"))
-    acted = pl.col("act_wf").is_not_null()
-    return t.select(
-        "pos", "ck", "t_us",
-        *[
-            pl.when(~pl.col(f"m{i}")).then(None)
-            .when(pl.col(f"b{i}")).then(RUN_SKIPPED_ONCE)
-            .when(pl.col("act_wf") == i).then(RUN_COMPLETED)
-            .otherwise(RUN_SKIPPED_NO_ASSIGNEE).cast(pl.Int8).alias(f"run{i}")
-            for i in range(n)
-        ],
-        "act_wf",
-        pl.when(acted).then(pl.col("r")).alias("from_assignee_id"),
-        pl.when(acted & pl.col("nr_unassign_ok")).then(pl.col("nr_pos")).cast(pl.Int64).alias("reconciled_pos"),
-    )
+    runs_parts, action_parts = [], []
+    for i, w in enumerate(wfs):
+        done = ~pl.col(f"b{i}") & ~pl.col("state_null") & (pl.col("first_wf") == i)
+        sel = t.filter(pl.col(f"m{i}")).with_columns(done.alias("done"))
+        runs_parts.append(
+            sel.select(
+                "pos",
+                pl.lit(i, dtype=pl.Int32).alias("wf_index"),
+                pl.when(pl.col("done")).then(pl.lit(COMPLETED)).otherwise(pl.lit(SKIPPED)).alias("outcome"),
+                pl.when(pl.col(f"b{i}")).then(pl.lit(SKIP_ONCE))
+                .when(pl.col("done")).then(none)
+                .otherwise(pl.lit(SKIP_NO_ASSIGNEE)).alias("skip_reason"),
+                pl.col("done").cast(pl.Int32).alias("action_count"),
+            )
+        )
+        action_parts.append(
+            sel.filter(pl.col("done")).select(
+                "pos",
+                pl.lit(i, dtype=pl.Int32).alias("wf_index"),
+                pl.lit(0, dtype=pl.Int32).alias("step_index"),
+                pl.lit(w.steps[0].id).alias("step_id"),
+                pl.lit("unassign").alias("action"),
+                pl.lit("unassign").alias("strategy"),
+                pl.col("r").alias("from_assignee_id"),
+                none.alias("to_assignee_id"),
+                pl.when(pl.col("nr_unassign_ok")).then(pl.col("nr_pos")).otherwise(None).cast(pl.Int64).alias("reconciled_pos"),
+            )
+        )
+    runs = pl.concat(runs_parts) if runs_parts else pl.DataFrame(schema=RUNS_SCHEMA)
+    actions = pl.concat(action_parts) if action_parts else pl.DataFrame(schema=ACTIONS_SCHEMA)
+    return runs.cast(RUNS_SCHEMA), actions.cast(ACTIONS_SCHEMA)
 
 
 def cum_within(x: pl.Expr, start: pl.Expr) -> pl.Expr:

@@ -70,31 +70,19 @@ def _md5_ids(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, id_sql: str) -
     return ids.to_series()
 
 
-def create_from(con: duckdb.DuckDBPyConnection, table: str, source: str, columns: dict[str, str],
-                exprs: dict[str, str] | None = None, *, contacts: str | None = None, order_by: str | None = None) -> None:
-    """(Re)create ``table`` from the rows of ``source`` (a FROM clause) with the contract's
-    ``columns`` (name -> SQL type), in the source's row order (or ``order_by``); ``exprs``
-    computes some columns in SQL instead. With ``contacts`` (a SQL predicate on ``contact_id``:
-    the source holds exactly those contacts' rows), replace only those contacts' rows of the
-    existing table."""
-    exprs = exprs or {}
-    select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
-    query = f"SELECT {select} FROM {source}" + (f" ORDER BY {order_by}" if order_by else "")
-    if contacts is None:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {query}")
-        return
-    con.execute(f"DELETE FROM {table} WHERE {contacts}")
-    con.execute(f"INSERT INTO {table} {query}")
-
-
 def _create(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, columns: dict[str, str],
             exprs: dict[str, str] | None = None, *, contacts: str | None = None) -> None:
-    """:func:`create_from` the rows of ``frame``, in its order."""
-    con.register(FRAME, _Stream(frame))
-    try:
-        create_from(con, table, FRAME, columns, exprs, contacts=contacts)
-    finally:
-        con.unregister(FRAME)
+    """(Re)create ``table`` from ``frame`` with the contract's ``columns`` (name -> SQL type), in
+    the frame's row order; ``exprs`` computes some columns in SQL instead. With ``contacts`` (a
+    SQL predicate on ``contact_id``: the frame holds exactly those contacts' rows), replace only
+    those contacts' rows of the existing table."""
+    exprs = exprs or {}
+    select = ", ".join(f'CAST({exprs.get(c, chr(34) + c + chr(34))} AS {t}) AS "{c}"' for c, t in columns.items())
+    if contacts is None:
+        run_over_frame(con, frame, f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM {FRAME}", rows=False)
+        return
+    con.execute(f"DELETE FROM {table} WHERE {contacts}")
+    run_over_frame(con, frame, f"INSERT INTO {table} SELECT {select} FROM {FRAME}", rows=False)
 
 
 def _per_workflow(values: list[str]) -> str:
@@ -243,8 +231,20 @@ def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: p
                  workflow_id_sql: str, contacts: str | None) -> None:
     """Final unassignments with no reconciled update while the recorded timeline still shows an
     assignee ``DRIFT_GRACE_S`` after the trigger."""
-    cands = acts.filter(pl.col("final") & (pl.col("action") == "unassign") & pl.col("reconciled_pos").is_null())
-    drift = still_assigned(cands, recorded)
+    grace_us = DRIFT_GRACE_S * 1_000_000
+    cands = acts.filter(
+        pl.col("final") & (pl.col("action") == "unassign") & pl.col("reconciled_pos").is_null()
+    ).with_columns((pl.col("t_us") + grace_us).alias("x_us"))
+    same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
+    # The recorded interval holding x: the contact's last update at or before x. Of updates
+    # stamped the same instant only the last has a non-empty interval, so only it is kept.
+    recs = recorded.with_columns(
+        pl.when(same_contact_next).then(pl.col("rec_at_us").shift(-1)).alias("until_us")
+    ).filter(~(same_contact_next & (pl.col("rec_at_us") == pl.col("rec_at_us").shift(-1))).fill_null(False))
+    drift = cands.join_asof(
+        recs.select("ck", "rec_at_us", pl.col("rec_at_us").alias("since_us"), "until_us", "rec_assignee"),
+        left_on="x_us", right_on="rec_at_us", by="ck", strategy="backward", check_sortedness=False,
+    ).filter(pl.col("rec_assignee").is_not_null())
     drift = drift.select(
         "contact_id", "wf_index", "run_id", "action_id", "trigger_event_id", "conversation_id",
         pl.col("at").alias("expected_unassigned_at"),
@@ -255,20 +255,3 @@ def _write_drift(con: duckdb.DuckDBPyConnection, acts: pl.DataFrame, recorded: p
     )
     _create(con, "workflow_drift", drift, WORKFLOW_DRIFT_COLUMNS, exprs={"workflow_id": workflow_id_sql},
             contacts=contacts)
-
-
-def still_assigned(cands: pl.DataFrame, recorded: pl.DataFrame) -> pl.DataFrame:
-    """The drift rule: the rows of ``cands`` (unreconciled final unassignments: ck, t_us, sorted
-    by contact) whose contact the recorded timeline (``triggers.recorded_frame``) still shows
-    assigned ``DRIFT_GRACE_S`` after the trigger, with that ``rec_assignee`` and its interval
-    (``since_us``, ``until_us``: null while still assigned at the end of the data)."""
-    same_contact_next = pl.col("ck") == pl.col("ck").shift(-1)
-    # The recorded interval holding x: the contact's last update at or before x. Of updates
-    # stamped the same instant only the last has a non-empty interval, so only it is kept.
-    recs = recorded.with_columns(
-        pl.when(same_contact_next).then(pl.col("rec_at_us").shift(-1)).alias("until_us")
-    ).filter(~(same_contact_next & (pl.col("rec_at_us") == pl.col("rec_at_us").shift(-1))).fill_null(False))
-    return cands.with_columns((pl.col("t_us") + DRIFT_GRACE_S * 1_000_000).alias("x_us")).join_asof(
-        recs.select("ck", "rec_at_us", pl.col("rec_at_us").alias("since_us"), "until_us", "rec_assignee"),
-        left_on="x_us", right_on="rec_at_us", by="ck", strategy="backward", check_sortedness=False,
-    ).filter(pl.col("rec_assignee").is_not_null())
