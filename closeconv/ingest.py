@@ -958,14 +958,17 @@ CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "ev
 
 
 def validate_and_dedupe(
-    con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true"
+    con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true",
+    valid_copy: str | None = None,
 ) -> IngestStats:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from validated_records
     (which `stage_landing_files` keeps in line with the landing folder).
 
     `contacts` (a predicate on `contact_id`) limits dedupe to those contacts' records: it must
     hold for every record that shares an event_id with one of them (closeconv/events_scope.py).
-    `files` (a predicate on `file`) limits the validation rejects to those files'."""
+    `files` (a predicate on `file`) limits the validation rejects to those files'.
+    `valid_copy`: a table already holding exactly the valid records `contacts` selects (the
+    events step's closure copies them as it reads them), used instead of reading them again."""
     stats = stats or IngestStats()
     _ensure_staging_tables(con)
     if contacts == files == "true":
@@ -975,8 +978,9 @@ def validate_and_dedupe(
         # A scope is small: one copy, instead of a scan of every record per statement below.
         # Two branches, not one CASE: each branch's IN becomes a filter DuckDB pushes into the
         # scan, so the wide columns are fetched for the scope's rows only.
+        valid = valid_copy or f"(SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}))"
         con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
-                f"SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}) UNION ALL "
+                f"SELECT * FROM {valid} UNION ALL "
                 f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})")
         con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM {SCOPED_RECORDS}")
     content = ", ".join(CONTENT_COLUMNS)
