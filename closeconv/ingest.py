@@ -967,8 +967,9 @@ def validate_and_dedupe(
     `contacts` (a predicate on `contact_id`) limits dedupe to those contacts' records: it must
     hold for every record that shares an event_id with one of them (closeconv/events_scope.py).
     `files` (a predicate on `file`) limits the validation rejects to those files'.
-    `valid_copy`: a table already holding exactly the valid records `contacts` selects (the
-    events step's closure copies them as it reads them), used instead of reading them again."""
+    `valid_copy`: a temp table already holding exactly the valid records `contacts` selects (the
+    events step's closure copies them as it reads them): taken over (renamed) and completed with
+    the rejects, instead of reading those records again."""
     stats = stats or IngestStats()
     _ensure_staging_tables(con)
     if contacts == files == "true":
@@ -978,10 +979,14 @@ def validate_and_dedupe(
         # A scope is small: one copy, instead of a scan of every record per statement below.
         # Two branches, not one CASE: each branch's IN becomes a filter DuckDB pushes into the
         # scan, so the wide columns are fetched for the scope's rows only.
-        valid = valid_copy or f"(SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}))"
-        con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
-                f"SELECT * FROM {valid} UNION ALL "
-                f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})")
+        rejects = f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})"
+        if valid_copy is None:
+            con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
+                    f"SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}) UNION ALL {rejects}")
+        else:
+            con.sql(f"DROP TABLE IF EXISTS {SCOPED_RECORDS}")
+            con.sql(f"ALTER TABLE {valid_copy} RENAME TO {SCOPED_RECORDS}")
+            con.sql(f"INSERT INTO {SCOPED_RECORDS} {rejects}")
         con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM {SCOPED_RECORDS}")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;
