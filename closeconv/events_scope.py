@@ -87,6 +87,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     while _rows(con, "_events_frontier") or (rounds == 0 and _rows(con, journaled_ids)):
         rounds += 1
         if rounds > MAX_ROUNDS or _too_many(con):
+            con.sql(f"DROP TABLE {SCOPE_RECORDS}")  # up to half the records: not held through the full rebuild
             return everything
         in_frontier = "contact_id IN (SELECT contact_id FROM _events_frontier)"
         # Each read of `validated_records` filters one column by one IN: DuckDB pushes that into
