@@ -373,9 +373,9 @@ def _utf8_mask(column: pa.Array) -> pa.Array:
 
 # pyarrow imports pandas (0.2-0.25 s, a fixed cost of every run that reads a file) the first
 # time it converts a Python or numpy value (pa.array, pa.table of a dict, a Python scalar such
-# as fill_null(True)). Nothing here needs pandas, so the per-block columns are built from
-# buffers and compute kernels instead; the rare paths (bad UTF-8, a CSV row of another width)
-# may still convert.
+# as fill_null(True)). Nothing here needs pandas, so the JSONL and Parquet blocks' columns are
+# built from buffers and compute kernels instead; the CSV reader (line starts, counts) and the
+# rare paths (bad UTF-8, a CSV row of another width) still convert.
 def _int64_range(start: int, n: int) -> pa.Array:
     """start, start + 1, ... (n values): line numbers, from numpy's buffer without a conversion."""
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(start, start + n, dtype=np.int64))])
