@@ -371,15 +371,29 @@ def _utf8_mask(column: pa.Array) -> pa.Array:
         con.close()
 
 
+# pyarrow imports pandas (0.2-0.25 s, a fixed cost of every run that reads a file) the first
+# time it converts a Python or numpy value (pa.array, pa.table of a dict, a Python scalar such
+# as fill_null(True)). Nothing here needs pandas, so the JSONL and Parquet blocks' columns are
+# built from buffers and compute kernels instead; the CSV reader (line starts, counts) and the
+# rare paths (bad UTF-8, a CSV row of another width) still convert.
+def _int64_range(start: int, n: int) -> pa.Array:
+    """start, start + 1, ... (n values): line numbers, from numpy's buffer without a conversion."""
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(start, start + n, dtype=np.int64))])
+
+
+def _all_true(n: int) -> pa.Array:
+    return pc.is_null(pa.nulls(n, pa.bool_()))
+
+
 def _jsonl_blocks(path: Path):
     """(first_line, line numbers, text, utf8_ok) per block of lines read."""
     for first_line, column in _jsonl_batches(path):
         # Lines are numbered before blank ones are dropped, so numbers stay true to the file
         # (numpy: a Python range of a block's lines costs a second per million).
-        lines = pa.array(np.arange(first_line, first_line + len(column), dtype=np.int64))
+        lines = _int64_range(first_line, len(column))
         text, utf8_ok = _as_text(column)
         if utf8_ok is None:
-            utf8_ok = pa.nulls(len(text), pa.bool_()).fill_null(True)
+            utf8_ok = _all_true(len(text))
         yield first_line, lines, text, utf8_ok
 
 
@@ -392,7 +406,8 @@ def _stage_jsonl(f: LandingFile, sink: RecordSink) -> None:
     def insert() -> None:
         if not group:
             return
-        table = pa.table({name: pa.chunked_array([g[i] for g in group]) for i, name in enumerate(("line", "raw", "utf8_ok"))})
+        table = pa.Table.from_arrays([pa.chunked_array([g[i] for g in group]) for i in range(3)],
+                                     names=["line", "raw", "utf8_ok"])
         group.clear()
         # Blank lines (spaces and tabs only) are not records. trim() with a character set costs
         # 2 s per million lines; a line starting with neither (almost all) needs no trim.
@@ -559,9 +574,9 @@ def _add_rows_as_json(
         if ok is not None:
             utf8_ok = ok if utf8_ok is None else pc.and_(utf8_ok, ok)
     if utf8_ok is None:
-        utf8_ok = pa.nulls(table.num_rows, pa.bool_()).fill_null(True)
+        utf8_ok = _all_true(table.num_rows)
     aliases = [f"c{i}" for i in range(len(names))]
-    table = pa.table([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
+    table = pa.Table.from_arrays([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
     pairs = ", ".join(f"{_sql_string(n)}, {a}" for n, a in zip(names, aliases))
     blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if csv_rows else ""
     sink.add(table, f"SELECT __line AS line, json_object({pairs})::VARCHAR AS raw, __utf8_ok AS is_json_text "
@@ -573,7 +588,7 @@ def _stage_parquet(f: LandingFile, sink: RecordSink) -> None:
     names = _unique_names(parquet.schema_arrow.names)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-        rows = pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64))
+        rows = _int64_range(first_row, batch.num_rows)
         table = pa.Table.from_batches([batch]).append_column("__line", rows)
         _add_rows_as_json(sink, table, names)
         first_row += batch.num_rows
@@ -943,14 +958,18 @@ CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "ev
 
 
 def validate_and_dedupe(
-    con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true"
+    con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true",
+    valid_copy: str | None = None,
 ) -> IngestStats:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from validated_records
     (which `stage_landing_files` keeps in line with the landing folder).
 
     `contacts` (a predicate on `contact_id`) limits dedupe to those contacts' records: it must
     hold for every record that shares an event_id with one of them (closeconv/events_scope.py).
-    `files` (a predicate on `file`) limits the validation rejects to those files'."""
+    `files` (a predicate on `file`) limits the validation rejects to those files'.
+    `valid_copy`: a temp table already holding exactly the valid records `contacts` selects (the
+    events step's closure copies them as it reads them): taken over (renamed) and completed with
+    the rejects, instead of reading those records again."""
     stats = stats or IngestStats()
     _ensure_staging_tables(con)
     if contacts == files == "true":
@@ -960,9 +979,14 @@ def validate_and_dedupe(
         # A scope is small: one copy, instead of a scan of every record per statement below.
         # Two branches, not one CASE: each branch's IN becomes a filter DuckDB pushes into the
         # scan, so the wide columns are fetched for the scope's rows only.
-        con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
-                f"SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}) UNION ALL "
-                f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})")
+        rejects = f"SELECT * FROM validated_records WHERE reason_code IS NOT NULL AND ({files})"
+        if valid_copy is None:
+            con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPED_RECORDS} AS "
+                    f"SELECT * FROM validated_records WHERE reason_code IS NULL AND ({contacts}) UNION ALL {rejects}")
+        else:
+            con.sql(f"DROP TABLE IF EXISTS {SCOPED_RECORDS}")
+            con.sql(f"ALTER TABLE {valid_copy} RENAME TO {SCOPED_RECORDS}")
+            con.sql(f"INSERT INTO {SCOPED_RECORDS} {rejects}")
         con.sql(f"CREATE OR REPLACE TEMP VIEW validated AS SELECT * FROM {SCOPED_RECORDS}")
     content = ", ".join(CONTENT_COLUMNS)
     # Exact duplicates (same id, same normalized content) collapse to the first delivery;

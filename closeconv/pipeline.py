@@ -16,7 +16,9 @@ from closeconv import changes
 from closeconv.auto_close import AUTO_CLOSE_TEMP_TABLES, AUTO_CLOSE_TEMP_VIEWS, apply_auto_close
 from closeconv.contract import EVENTS_COLUMNS, PLATFORM_FIELDS
 from closeconv.conversation_tables import CONVERSATION_STEP_TABLES, build_conversation_scope
-from closeconv.events_scope import AFFECTED, SCOPE_EVENT_IDS, affected_contacts, changed_files, drop_temp_tables, record_built
+from closeconv.events_scope import (
+    AFFECTED, SCOPE_EVENT_IDS, SCOPE_RECORDS, affected_contacts, changed_files, drop_temp_tables, record_built,
+)
 from closeconv.ingest import SCOPED_RECORDS, validate_and_dedupe
 from closeconv.reference import REFERENCE_TABLES, build_reference_tables, load_reference
 from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
@@ -68,7 +70,8 @@ def build_events(
     whose rows in `events` changed. `as_of` is the auto-close clock (default: now)."""
     as_of = as_of or datetime.now(timezone.utc)
     scope = affected_contacts(con, auto_close_hours, as_of)
-    validate_and_dedupe(con, contacts=scope.where("contact_id"), files=changed_files(scope))
+    validate_and_dedupe(con, contacts=scope.where("contact_id"), files=changed_files(scope),
+                        valid_copy=None if scope.everything else SCOPE_RECORDS)
     apply_auto_close(con, auto_close_hours, as_of)
     sessionize(con)
     with transaction(con):

@@ -338,9 +338,13 @@ def _record_state(
                 con.sql(f"DELETE FROM published_row_hashes WHERE list_contains(?, table_name) AND {part}",
                         params=[by_contact])
         # Clustered by table and contact, as `events` is: the next publish reads the scope's
-        # hashes of each table (`stage_scope_hashes`) without scanning all of them.
-        con.sql("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE list_contains(?, table_name) "
-                "ORDER BY table_name, contact_id", params=[changed + by_contact])
+        # hashes of each table (`stage_scope_hashes`) without scanning all of them. One insert
+        # per table (appended in turn: contiguous by table), sorted only for the tables keyed by
+        # contact: the others' rows have none, and one sort of all rows cost ~0.1 s at 5M.
+        for t in changed + by_contact:
+            order = " ORDER BY contact_id" if t in CONTACT_TABLES else ""
+            con.sql(f"INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE table_name = ?{order}",
+                    params=[t])
 
 
 def publish(

@@ -117,6 +117,26 @@ def test_journaled_event_id_alone_recomputes_the_contacts_holding_it(tmp_path, s
     assert staging.tables() == built_from_scratch(tmp_path, staging)
 
 
+def test_closure_past_its_round_limit_recomputes_everything_and_frees_its_copy(tmp_path, staging, monkeypatch):
+    # The closure copies the affected contacts' records as it reads them (one scan instead of
+    # two); when it gives up and the step recomputes everything, that copy is not kept.
+    from closeconv import events_scope
+
+    staging.write("a.jsonl", [recv("09:00", "A", event_id="x7"), recv("09:00", "U")])
+    staging.build()
+    staging.consume_downstream_journal()
+    staging.write("b.jsonl", [recv("10:00", "B", event_id="x7")])  # B reaches A by x7: a second round
+    monkeypatch.setattr(events_scope, "MAX_ROUNDS", 1)
+    stage_landing_files(staging.con, staging.landing)
+    scope = events_scope.affected_contacts(staging.con, None, datetime.now(timezone.utc))
+    assert scope.everything
+    assert not staging.con.sql(
+        f"SELECT 1 FROM duckdb_tables() WHERE table_name = '{events_scope.SCOPE_RECORDS}'").fetchall()
+    counts = build_events(staging.con)
+    assert counts.contacts_recomputed is None
+    assert staging.tables() == built_from_scratch(tmp_path, staging)
+
+
 def test_removed_file_whose_record_won_the_dedupe(tmp_path, staging):
     redelivered = recv("09:00", "A", event_id="x2")
     staging.write("a.jsonl", [redelivered, sent("09:05", user="u1", contact="A")])
