@@ -960,9 +960,10 @@ CONTENT_COLUMNS = tuple(f for f in (*EVENT_FIELDS, *PLATFORM_FIELDS) if f != "ev
 def validate_and_dedupe(
     con: duckdb.DuckDBPyConnection, stats: IngestStats | None = None, contacts: str = "true", files: str = "true",
     valid_copy: str | None = None,
-) -> IngestStats:
+) -> IngestStats | None:
     """Create temp tables `valid_events` (unique event ids) and `rejections` from validated_records
-    (which `stage_landing_files` keeps in line with the landing folder).
+    (which `stage_landing_files` keeps in line with the landing folder). With `stats`, fill in its
+    counts and return it (each count is a scan; the events step counts its own tables instead).
 
     `contacts` (a predicate on `contact_id`) limits dedupe to those contacts' records: it must
     hold for every record that shares an event_id with one of them (closeconv/events_scope.py).
@@ -970,7 +971,6 @@ def validate_and_dedupe(
     `valid_copy`: a temp table already holding exactly the valid records `contacts` selects (the
     events step's closure copies them as it reads them): taken over (renamed) and completed with
     the rejects, instead of reading those records again."""
-    stats = stats or IngestStats()
     _ensure_staging_tables(con)
     if contacts == files == "true":
         con.sql(f"DROP TABLE IF EXISTS {SCOPED_RECORDS}")
@@ -1059,6 +1059,8 @@ def validate_and_dedupe(
         FROM candidates c JOIN conflicts g USING (event_id)
         """
     )
+    if stats is None:
+        return None
     stats.records_read = con.sql("SELECT count(*) FROM validated").fetchall()[0][0]
     stats.valid_records = con.sql("SELECT count(*) FROM candidates").fetchall()[0][0]
     stats.events_unique = con.sql("SELECT count(*) FROM valid_events").fetchall()[0][0]

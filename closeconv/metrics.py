@@ -14,7 +14,7 @@ import polars as pl
 from closeconv.contract import FRT_BUCKETS, PLATFORM_FIELDS
 from closeconv.scoped_sql import over_contacts
 from closeconv.sessionize import CONVERSATION_OPENERS_SQL
-from closeconv.workflows.assignees import CONVERSATION_ASSIGNEES_SQL
+from closeconv.workflows.assignees import conversation_assignees_sql
 
 # Platform and closeconv figures closer than this count as the same (the platform rounds to seconds).
 PLATFORM_TOLERANCE_S = 1.0
@@ -55,6 +55,8 @@ def build_conversations(
         WITH conv_events AS NOT MATERIALIZED (
             SELECT * FROM events WHERE conversation_id IS NOT NULL
         ),
+        -- Also the span of each conversation the assignees query starts from (open_order,
+        -- opened_at, close_order): it would otherwise group all events by conversation again.
         base AS (
             SELECT e.conversation_id,
                 any_value(e.contact_id) AS contact_id,
@@ -151,7 +153,7 @@ def build_conversations(
         LEFT JOIN first_response r USING (conversation_id)
         LEFT JOIN responses rs USING (conversation_id)
         LEFT JOIN previous_close p USING (conversation_id)
-        LEFT JOIN ({CONVERSATION_ASSIGNEES_SQL}) ca USING (conversation_id)
+        LEFT JOIN ({conversation_assignees_sql("base")}) ca USING (conversation_id)
         ORDER BY f.opened_at, f.conversation_id
         """
     if contacts is None:

@@ -340,9 +340,10 @@ def _record_state(
         # Clustered by table and contact, as `events` is: the next publish reads the scope's
         # hashes of each table (`stage_scope_hashes`) without scanning all of them. One insert
         # per table (appended in turn: contiguous by table), sorted only for the tables keyed by
-        # contact: the others' rows have none, and one sort of all rows cost ~0.1 s at 5M.
+        # contact other than `events`, whose hashes were taken in its stored order, by contact
+        # already (sorting them cost 1-2 CPU seconds per 5M events; docs/performance.md).
         for t in changed + by_contact:
-            order = " ORDER BY contact_id" if t in CONTACT_TABLES else ""
+            order = " ORDER BY contact_id" if t in CONTACT_TABLES and t != "events" else ""
             con.sql(f"INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes WHERE table_name = ?{order}",
                     params=[t])
 
