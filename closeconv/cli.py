@@ -63,7 +63,7 @@ def console() -> None:
     normal exit does that anyone can see (thread shutdown, atexit handlers, flushing stdout and
     stderr), then ends the process: `run` closes every file and connection it opens. In-process
     callers (tests) call `main` itself; an exception other than SystemExit exits the normal way."""
-    if not set(sys.argv[1:2]) & set(FAST_EXIT_COMMANDS):
+    if sys.argv[1:2] == [] or sys.argv[1] not in FAST_EXIT_COMMANDS:
         main()
         return
     try:

@@ -83,8 +83,8 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
     con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} (event_id VARCHAR)")
     con.sql(f"CREATE OR REPLACE TEMP TABLE {SCOPE_RECORDS} AS SELECT * FROM validated_records LIMIT 0")
     rounds = 0
-    journaled_ids = f"({changes.changed_event_ids(con, changes.EVENTS)})"
-    while _rows(con, "_events_frontier") or (rounds == 0 and _rows(con, journaled_ids)):
+    journaled_ids = changes.changed_event_ids(con, changes.EVENTS)
+    while _rows(con, "_events_frontier") or (rounds == 0 and _rows(con, f"({journaled_ids})")):
         rounds += 1
         if rounds > MAX_ROUNDS or _too_many(con):
             con.sql(f"DROP TABLE {SCOPE_RECORDS}")  # up to half the records: not held through the full rebuild
@@ -111,7 +111,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
             f"""
             CREATE OR REPLACE TEMP TABLE _events_reached AS
             SELECT contact_id FROM {_VALID_RECORDS} AND event_id IN (
-                SELECT event_id FROM _events_frontier_records UNION ALL {changes.changed_event_ids(con, changes.EVENTS)})
+                SELECT event_id FROM _events_frontier_records UNION ALL {journaled_ids})
             UNION
             SELECT contact_id FROM {_VALID_RECORDS} AND conversation_id IN (SELECT cid FROM _events_given)
             UNION
@@ -127,7 +127,7 @@ def affected_contacts(con: duckdb.DuckDBPyConnection, auto_close_hours: float | 
         CREATE OR REPLACE TEMP TABLE {SCOPE_EVENT_IDS} AS
         SELECT event_id FROM {SCOPE_EVENT_IDS}
         UNION
-        {changes.changed_event_ids(con, changes.EVENTS)}
+        {journaled_ids}
         """
     )
     # Landing file versions staged or forgotten since `rejected_events` was last written.

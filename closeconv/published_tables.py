@@ -75,6 +75,14 @@ def _stage_hashes(con: duckdb.DuckDBPyConnection, table: str, keyed: bool) -> No
     )
 
 
+def _start_staging_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Empty `staged_row_hashes` of `tables` (creating it if needed); return the staging
+    database's columns per table."""
+    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
+    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
+    return table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
+
+
 def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str]:
     """Hash every row of the staging `tables` into the temp table `staged_row_hashes`; return
     each table's fingerprint: row count, order-independent sum of the row hashes, columns.
@@ -82,9 +90,7 @@ def stage_row_hashes(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[
     One scan per table inside DuckDB (about 0.2 s for 1M events). The hashes are kept (in
     `published_row_hashes`, by the caller) so the next publish can count the rows that changed
     without reading the published file."""
-    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
-    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
-    staged = table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
+    staged = _start_staging_hashes(con, tables)
     for table in tables:
         _stage_hashes(con, table, keyed=any(c == "contact_id" for c, _ in staged[table]))
     sums = dict(con.sql(
@@ -116,10 +122,8 @@ def stage_scope_hashes(
     groups) and their hashes into `staged_row_hashes`; return each table's new fingerprint,
     derived from its `recorded` one: the published rows of the scope's contacts go out, the
     staging ones come in."""
-    con.sql("CREATE TEMP TABLE IF NOT EXISTS staged_row_hashes (table_name VARCHAR, contact_id VARCHAR, h UBIGINT)")
-    con.sql("DELETE FROM staged_row_hashes WHERE list_contains(?, table_name)", params=[tables])
+    staged = _start_staging_hashes(con, tables)
     prints = {}
-    staged = table_columns(con, con.sql("SELECT current_database()").fetchall()[0][0])
     for table in tables:
         rows = scoped_rows(table)
         con.sql(f"CREATE OR REPLACE TEMP TABLE {rows} AS "
