@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+from pipelines.dagster_migrations import one_script_scan  # noqa: I001 (before Dagster: see the module)
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
@@ -97,7 +98,7 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
     run_id = str(uuid.uuid4())
     # --quiet drops the step lines, never a warning (a rebuilt cache, waiting for another run).
     with (_progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings),
-          closeconv_instance(settings) as instance, fewer_fsyncs(run_id)):
+          one_script_scan(), closeconv_instance(settings) as instance, fewer_fsyncs(run_id)):
         job = closeconv_job_def(resources_for(settings))
         return job.execute_in_process(
             run_id=run_id,
