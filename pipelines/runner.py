@@ -6,6 +6,7 @@ before its first step until after its last, so two runs never interleave; a seco
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import uuid
@@ -84,6 +85,17 @@ def closeconv_job_def(resources: dict) -> dg.JobDefinition:
                           resources=resources).resolve_job_def(CLOSECONV_JOB)
 
 
+def end_of_imports() -> None:
+    """The job is built: every module a run needs is imported. The `closeconv run` console script
+    turned cyclic garbage collection off for the imports (closeconv.cli:console); it comes back
+    on here, with the ~340,000 objects alive now frozen (`gc.freeze`: collections no longer walk
+    them; they live as long as the process anyway). Callers that never turned it off (tests,
+    `closeconv demo`) are left as they are."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = False,
                  backfill: tuple[date, date] | None = None) -> dg.ExecuteInProcessResult:
     """Check the settings, then run the main job in-process on them. Returns the Dagster result.
@@ -100,6 +112,7 @@ def run_pipeline(settings: Settings, quiet: bool = False, full_refresh: bool = F
     with (_progress_to(sys.stderr, logging.WARNING if quiet else logging.INFO), pipeline_lock(settings),
           one_script_scan(), closeconv_instance(settings) as instance, fewer_fsyncs(run_id)):
         job = closeconv_job_def(resources_for(settings))
+        end_of_imports()
         return job.execute_in_process(
             run_id=run_id,
             instance=instance,
