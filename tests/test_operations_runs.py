@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,6 +177,33 @@ def test_cli_runs_are_recorded_in_the_persistent_instance(tmp_path):
         assert latest is not None and latest.run_id == runs[0].run_id
         checks = stock.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         assert checks and all(r.event_log_entry.dagster_event.event_specific_data.passed for r in checks)
+
+
+def test_a_run_reads_dagsters_migration_scripts_once_and_stamps_the_same_head():
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.sql import check_alembic_revision, get_alembic_config
+    import dagster._core.storage.event_log.sqlite.sqlite_event_log as event_log
+    from pipelines.dagster_migrations import one_script_scan
+
+    config = get_alembic_config(event_log.__file__)
+    head = ScriptDirectory.from_config(config).as_revision_number("head")
+    with one_script_scan():
+        first, second = ScriptDirectory.from_config(config), ScriptDirectory.from_config(get_alembic_config(event_log.__file__))
+        assert first is second and first.as_revision_number("head") == head
+    assert ScriptDirectory.from_config(config) is not ScriptDirectory.from_config(config)  # alembic's own again
+    import sqlalchemy
+    with one_script_scan(), sqlalchemy.create_engine("sqlite://").connect() as conn:
+        assert check_alembic_revision(config, conn) == (None, head)
+
+
+def test_the_run_console_collects_garbage_again_once_the_job_is_built():
+    # closeconv.cli:console turns cyclic GC off for a run's imports; end_of_imports turns it back
+    # on with those objects frozen, and leaves a process that never turned it off alone.
+    probe = ("import gc, sys; {off}from pipelines.runner import end_of_imports; end_of_imports(); "
+             "print(gc.isenabled(), gc.get_freeze_count() > 0)")
+    for off, expected in (("gc.disable(); ", "True True"), ("", "True False")):
+        out = subprocess.run([sys.executable, "-c", probe.format(off=off)], cwd=REPO, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == expected.split(), out.stderr
 
 
 # --------------------------------------------------------------------------------------
