@@ -122,12 +122,16 @@ def build_events(
 
 def _replace_scoped_rows(con: duckdb.DuckDBPyConnection, scope) -> None:
     """Write the recomputed contacts' rows (inside the step's transaction); journal those that changed."""
-    con.sql(f"CREATE OR REPLACE TEMP TABLE _events_new AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
     # A journaled contact's records came or went: it counts as changed. The contacts the
     # closures and the auto-close clock added usually come out the same: only those whose
     # rows differ are rewritten and journaled (reading old rows costs a scan of `events`).
     con.sql(f"CREATE OR REPLACE TEMP TABLE _events_changed AS SELECT contact_id FROM {AFFECTED} WHERE journaled")
+    new_rows = f"(SELECT {_EVENT_COLUMNS} FROM sessionized_events)"
     if con.sql(f"SELECT count(*) FROM {AFFECTED} WHERE NOT journaled").fetchall()[0][0]:
+        # Read twice (the diff, the insert): computed once. Without such contacts the view is
+        # inserted straight, with no copy of the scope's rows.
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _events_new AS SELECT * FROM {new_rows}")
+        new_rows = "_events_new"
         widened = f"contact_id IN (SELECT contact_id FROM {AFFECTED} WHERE NOT journaled)"
         old = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {widened}"
         new = f"SELECT * FROM _events_new WHERE {widened}"
@@ -135,7 +139,7 @@ def _replace_scoped_rows(con: duckdb.DuckDBPyConnection, scope) -> None:
                 f"(({new} EXCEPT ALL {old}) UNION ALL ({old} EXCEPT ALL {new}))")
     changed = "contact_id IN (SELECT contact_id FROM _events_changed)"
     con.sql(f"DELETE FROM events WHERE {changed}")
-    con.sql(f"INSERT INTO events SELECT * FROM _events_new WHERE {changed} {_BY_CONTACT}")
+    con.sql(f"INSERT INTO events SELECT * FROM {new_rows} WHERE {changed} {_BY_CONTACT}")
     con.sql(
         f"""
         DELETE FROM rejected_events

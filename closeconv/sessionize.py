@@ -73,7 +73,8 @@ ORPHAN_CLOSE_REASON = "close without open conversation: contact '{contact}' had 
 
 
 def sessionize(con: duckdb.DuckDBPyConnection) -> None:
-    """Read `valid_events`; create the temp view `sessionized_events` and table `orphan_closes`.
+    """Read `valid_events` (and `validated`, for the raw text of orphan closes), as
+    `validate_and_dedupe` leaves them; create the temp view `sessionized_events` and table `orphan_closes`.
 
     The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
     (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
@@ -186,7 +187,8 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                END AS reason
         FROM orphans o
         ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.global_order < o.global_order
-        -- validation keeps the raw text of every close (closeconv/ingest.py)
-        LEFT JOIN validated_records r ON r.file = o.source_file AND r.line = o.source_line
+        -- validation keeps the raw text of every close (closeconv/ingest.py); `validated` is the
+        -- records validate_and_dedupe read (a scoped run's copy holds every record of its events)
+        LEFT JOIN validated r ON r.file = o.source_file AND r.line = o.source_line
         """
     )
