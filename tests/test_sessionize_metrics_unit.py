@@ -629,6 +629,22 @@ def test_exact_duplicate_dropped_and_conflict_quarantined(tmp_path):
     assert all("conflict" in r["reason"] and "summary" in r["reason"] for r in rej)
 
 
+def test_conflicting_versions_in_other_files_keep_their_raw_text(tmp_path):
+    # Validation keeps the text of a valid record only when its id repeats within its block; a
+    # version from another file is read again from that file, JSONL and CSV alike.
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    write_jsonl(landing, "a.jsonl", [recv("08:00", contact="c0"), recv("09:00", event_id="x", summary="one")])
+    (landing / "b.csv").write_text("event_id,event_type,occurred_at,contact_id,summary\n"
+                                   "y,message.received,2026-03-02T07:00:00Z,c2,\n"
+                                   "x,message.received,2026-03-02T09:00:00Z,c1,two\n")
+    con = build(landing)
+    rej = rows(con, "SELECT file, line, reason_code, raw_record FROM rejected_events ORDER BY file")
+    assert [(r["file"], r["line"], r["reason_code"]) for r in rej] == [
+        ("a.jsonl", 2, "conflicting_duplicate"), ("b.csv", 3, "conflicting_duplicate")]
+    assert [json.loads(r["raw_record"])["summary"] for r in rej] == ["one", "two"]
+
+
 def test_reports_are_by_close_day_and_open_day(tmp_path):
     events = [recv("2026-03-01T23:50:00Z"), closed("2026-03-02T00:10:00Z", user="u1", category="Billing")]
     con = run_events(tmp_path, events)
