@@ -2,9 +2,9 @@
 
 Per contact the events are ordered by (occurred_at, kind rank, event_id); the published
 `event_order` is the event's position within its contact (docs/warehouse.md), so a late event
-renumbers only its own contact. Internally the temp tables are keyed by `seq`, the position
-in contact order (contact_id, then that order): an integer join key, and the order in which
-`events` is stored. The open/closed state is a two-state machine whose value after an event depends
+renumbers only its own contact. Internally the temp tables are keyed by (contact_id, `pos`),
+`pos` the position within the contact counting orphan closes too; `events` is stored in that
+order. The open/closed state is a two-state machine whose value after an event depends
 only on the last state-setting event (opened/received → open, closed → closed), so it is a
 window function, not a Python loop: `open_before` is that value as of the previous event.
 """
@@ -15,7 +15,7 @@ import duckdb
 
 from closeconv.contract import PLATFORM_FIELDS
 
-SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids", "_session_rows")
+SESSION_TEMP_TABLES = ("_sessions", "_session_ids", "_session_rows")
 
 # The order of `events` (docs/warehouse.md): by contact, then the published event order. A total
 # order (event ids are unique), so two sorts by it agree row for row.
@@ -28,16 +28,16 @@ CONFLICT_SECOND_ID = "conversation_named_by_an_earlier_id"
 CONFLICT_OUTSIDE = "outside_any_conversation"
 CONVERSATION_ID_CONFLICTS = (CONFLICT_REUSED_ID, CONFLICT_SECOND_ID, CONFLICT_OUTSIDE)
 
-# Deterministic id of a session: contact + open time + opening event (over `_sessions` ⋈ `_ordered`).
+# Deterministic id of a session: contact + open time + opening event (over `_sessions`).
 DERIVED_ID_SQL = (
-    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, seq) FILTER (WHERE opens))::VARCHAR"
-    " || '|' || arg_min(event_id, seq) FILTER (WHERE opens)), 24)"
+    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, pos) FILTER (WHERE opens))::VARCHAR"
+    " || '|' || arg_min(event_id, pos) FILTER (WHERE opens)), 24)"
 )
 CONFLICT_SQL = f"""CASE
-    WHEN o.conversation_id IS NULL THEN NULL
+    WHEN x.conversation_id IS NULL THEN NULL
     WHEN NOT x.in_session THEN '{CONFLICT_OUTSIDE}'
-    WHEN o.conversation_id = i.session_conversation_id THEN NULL
-    WHEN o.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
+    WHEN x.conversation_id = i.session_conversation_id THEN NULL
+    WHEN x.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
     ELSE '{CONFLICT_SECOND_ID}' END"""
 
 # A redundant conversation.opened this soon after an implicit open names who opened it (§4).
@@ -83,33 +83,25 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     `SESSION_TEMP_TABLES`) only after the view has been copied into `events`. The view yields
     the events in contact order (contact_id, event_order), so `events` is written without a sort.
     """
-    # Contact order, numbered on a narrow projection (sorting wide rows moves every summary
-    # along): `seq` is one integer sort key for the windows below and the temp tables' join
-    # key; within a contact it is the published event order. It is not published.
+    # The state machine, on a narrow projection (sorting wide rows moves every summary along).
+    # `pos` is the event's position within its contact, orphan closes included: with contact_id
+    # the key of the temp tables, and the sort key of the second windows.
     con.sql(
         f"""
-        CREATE OR REPLACE TEMP TABLE _ordered AS
-        SELECT row_number() OVER (ORDER BY {CONTACT_ORDER}) AS seq,
-            contact_id, event_id, event_type, occurred_at, kind_rank, conversation_id, source_file, source_line
-        FROM valid_events
-        """
-    )
-    # The state machine: both windows share one sort.
-    con.sql(
-        """
         CREATE OR REPLACE TEMP TABLE _sessions AS
         WITH s AS (
-            SELECT seq, contact_id, event_type,
+            SELECT contact_id, occurred_at, kind_rank, event_id, event_type, conversation_id, source_file, source_line,
                 CASE WHEN event_type IN ('conversation.opened', 'message.received') THEN 1
                      WHEN event_type = 'conversation.closed' THEN 0 END AS sets_open
-            FROM _ordered
+            FROM valid_events
         ),
         f AS (
             SELECT *,
-                coalesce(last_value(sets_open IGNORE NULLS) OVER (
-                    PARTITION BY contact_id ORDER BY seq
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS open_before
+                row_number() OVER w AS pos,
+                coalesce(last_value(sets_open IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                    AS open_before
             FROM s
+            WINDOW w AS (PARTITION BY contact_id ORDER BY occurred_at, kind_rank, event_id)
         ),
         g AS (
             SELECT *,
@@ -117,11 +109,12 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                 (event_type = 'conversation.closed' AND open_before = 0) AS orphan
             FROM f
         )
-        SELECT seq, contact_id, opens, orphan,
-            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY seq ROWS UNBOUNDED PRECEDING) AS session_no,
+        SELECT contact_id, pos, occurred_at, kind_rank, event_id, event_type, conversation_id, source_file, source_line,
+            opens, orphan,
+            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY pos ROWS UNBOUNDED PRECEDING) AS session_no,
             -- the published event_order: position within the contact among the events that
-            -- stay (orphan closes leave `events`), in the same sort as the other windows
-            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY seq ROWS UNBOUNDED PRECEDING)::BIGINT
+            -- stay (orphan closes leave `events`), in the same sort as the other window
+            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY pos ROWS UNBOUNDED PRECEDING)::BIGINT
                 AS event_order,
             (open_before = 1 OR opens) AND NOT orphan AS in_session
         FROM g
@@ -131,17 +124,17 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     # A session's candidate name is its first given id by event order; of the sessions whose
     # candidate is the same id (a thread id reused after a reopen, or by another contact), the
     # earliest keeps it and the others get the derived id: nothing is ever merged. "Earliest"
-    # compares sessions of different contacts, so not by `seq` (an order within a contact) but
-    # by their first events' (occurred_at, kind rank, event_id), the order of all events.
+    # compares sessions of different contacts, so not by position (an order within a contact)
+    # but by their first events' (occurred_at, kind rank, event_id), the order of all events.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
         WITH sess AS (
             SELECT contact_id, session_no, min(occurred_at) AS first_at,
-                arg_min(kind_rank, seq) AS first_rank, arg_min(event_id, seq) AS first_event_id,
-                arg_min(conversation_id, seq) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
+                arg_min(kind_rank, pos) AS first_rank, arg_min(event_id, pos) AS first_event_id,
+                arg_min(conversation_id, pos) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
                 {DERIVED_ID_SQL} AS derived_id
-            FROM _sessions JOIN _ordered USING (seq, contact_id) WHERE in_session
+            FROM _sessions WHERE in_session
             GROUP BY contact_id, session_no
         )
         SELECT contact_id, session_no, candidate_id,
@@ -151,19 +144,19 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         FROM sess
         """
     )
-    # Each event's sessionize results, narrow, stored in `seq` order: the view below puts them
-    # beside the wide rows by position, so no join that may reorder rows comes after this sort.
+    # Each event's sessionize results, narrow, stored in contact order: the view below puts
+    # them beside the wide rows by position, so no join that may reorder rows comes after this sort.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE _session_rows AS
-        SELECT x.seq, o.event_id, x.orphan, x.event_order,
+        SELECT x.event_id, x.orphan, x.event_order,
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
             CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
             {CONFLICT_SQL} AS conversation_id_conflict
-        FROM _sessions x JOIN _ordered o USING (seq)
+        FROM _sessions x
         LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
-        ORDER BY x.seq
+        ORDER BY x.contact_id, x.pos
         """
     )
     # The wide rows are sorted once, in the same order, and meet their results by position (no
@@ -187,12 +180,11 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE orphan_closes AS
         WITH orphans AS (
-            SELECT s.* FROM _ordered s JOIN _sessions x USING (seq) WHERE x.orphan
+            SELECT * FROM _sessions WHERE orphan
         ),
         effective_closes AS (
-            SELECT s.contact_id, s.seq, s.event_id, s.occurred_at
-            FROM _ordered s JOIN _sessions x USING (seq)
-            WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
+            SELECT contact_id, pos, event_id, occurred_at FROM _sessions
+            WHERE event_type = 'conversation.closed' AND NOT orphan
         )
         SELECT o.source_file AS file, o.source_line AS line, r.raw_record, o.event_id,
             'orphan_close' AS reason_code,
@@ -205,7 +197,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                          || ' (a second close of one conversation?); drop this close or deliver the events that reopened it'
                END AS reason
         FROM orphans o
-        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.seq < o.seq
+        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.pos < o.pos
         -- validation keeps the raw text of every close (closeconv/ingest.py)
         LEFT JOIN validated_records r ON r.file = o.source_file AND r.line = o.source_line
         """

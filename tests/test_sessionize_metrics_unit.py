@@ -281,7 +281,7 @@ def test_sessionized_rows_out_of_step_fail_loudly(tmp_path):
     validate_and_dedupe(con)
     sessionize(con)
     assert rows(con, "SELECT count(*) AS n FROM sessionized_events")[0]["n"] == 7
-    con.sql("CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _session_rows ORDER BY seq DESC")
+    con.sql("CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _session_rows ORDER BY event_id DESC")
     with pytest.raises(duckdb.Error, match="out of step"):
         con.sql("SELECT * FROM sessionized_events").fetchall()
 
