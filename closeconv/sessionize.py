@@ -17,9 +17,10 @@ from closeconv.contract import PLATFORM_FIELDS
 
 SESSION_TEMP_TABLES = ("_sessions", "_session_ids", "_session_rows")
 
-# The order of `events` (docs/warehouse.md): by contact, then the published event order. A total
-# order (event ids are unique), so two sorts by it agree row for row.
-CONTACT_ORDER = "contact_id, occurred_at, kind_rank, event_id"
+# A contact's events in order (docs/warehouse.md), and the order `events` is stored in: by
+# contact, then that. A total order (event ids are unique), so two sorts by it agree row for row.
+EVENT_ORDER_IN_CONTACT = "occurred_at, kind_rank, event_id"
+CONTACT_ORDER = f"contact_id, {EVENT_ORDER_IN_CONTACT}"
 
 # Why an event's given conversation_id is not the id of the conversation it belongs to
 # (column `events.conversation_id_conflict`; docs/warehouse.md).
@@ -101,7 +102,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                 coalesce(last_value(sets_open IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                     AS open_before
             FROM s
-            WINDOW w AS (PARTITION BY contact_id ORDER BY occurred_at, kind_rank, event_id)
+            WINDOW w AS (PARTITION BY contact_id ORDER BY {EVENT_ORDER_IN_CONTACT})
         ),
         g AS (
             SELECT *,
@@ -166,14 +167,15 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE OR REPLACE TEMP VIEW sessionized_events AS
         SELECT CASE WHEN v.event_id = x.event_id THEN v.event_id
-                    ELSE error('sessionize: wide and narrow rows out of step at event ' || v.event_id) END AS event_id,
+                    ELSE error('sessionize: wide and narrow rows out of step at event '
+                               || coalesce(v.event_id, x.event_id, '(none)')) END AS event_id,
             v.event_type, v.occurred_at, v.contact_id, x.conversation_id,
             v.conversation_id AS given_conversation_id, x.conversation_id_conflict,
             v.channel_id, v.source, v.user_id, v.team_id, v.assignee_id, v.category, v.summary,
             x.event_order, v.source_file, v.source_line, {", ".join("v." + c for c in PLATFORM_FIELDS)}
         FROM (SELECT * FROM valid_events ORDER BY {CONTACT_ORDER}) v
         POSITIONAL JOIN _session_rows x
-        WHERE NOT x.orphan
+        WHERE x.orphan IS NOT true  -- a row without a partner (NULL) reaches the check above
         """
     )
     con.sql(

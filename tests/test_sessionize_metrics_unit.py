@@ -281,9 +281,12 @@ def test_sessionized_rows_out_of_step_fail_loudly(tmp_path):
     validate_and_dedupe(con)
     sessionize(con)
     assert rows(con, "SELECT count(*) AS n FROM sessionized_events")[0]["n"] == 7
-    con.sql("CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _session_rows ORDER BY event_id DESC")
-    with pytest.raises(duckdb.Error, match="out of step"):
-        con.sql("SELECT * FROM sessionized_events").fetchall()
+    con.sql("CREATE TEMP TABLE _good_rows AS SELECT * FROM _session_rows")
+    for broken in ("ORDER BY event_id DESC",  # the same rows in another order
+                   "WHERE event_id <> 'b2'"):  # the last wide row without a partner
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _good_rows {broken}")
+        with pytest.raises(duckdb.Error, match="out of step"):
+            con.sql("SELECT * FROM sessionized_events").fetchall()
 
 
 def test_explicit_conversation_id_is_kept(tmp_path):
