@@ -51,7 +51,8 @@ _CONTACT_REASONS = "('conflicting_duplicate', 'orphan_close')"
 _EVENT_COLUMNS = ", ".join([*EVENTS_COLUMNS, *PLATFORM_FIELDS])  # v1.1: the platform's own figures follow the v1 columns
 # `events` is written clustered by contact (in staging, and so in the published copy): a step or
 # check that reads some contacts' rows then skips the row groups whose contact_id range
-# (DuckDB's zonemap) holds none of them, instead of scanning the whole table.
+# (DuckDB's zonemap) holds none of them, instead of scanning the whole table. A full build
+# writes `sessionized_events` as it comes, already in this order (closeconv/sessionize.py).
 _BY_CONTACT = "ORDER BY contact_id, event_order"
 _NEW_REJECTIONS = """
     SELECT r.file, r.line, r.raw_record, r.event_id, r.reason_code, r.reason, lf.parsed_at AS ingested_at
@@ -76,7 +77,7 @@ def build_events(
     sessionize(con)
     with transaction(con):
         if scope.everything:
-            con.sql(f"CREATE OR REPLACE TABLE events AS SELECT {_EVENT_COLUMNS} FROM sessionized_events {_BY_CONTACT}")
+            con.sql(f"CREATE OR REPLACE TABLE events AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
             con.sql(f"CREATE OR REPLACE TABLE rejected_events AS {_NEW_REJECTIONS} ORDER BY r.file, r.line")
             con.sql("CREATE OR REPLACE TABLE dropped_duplicates AS "
                     "SELECT event_id, deliveries - 1 AS dropped FROM id_groups WHERE versions = 1")

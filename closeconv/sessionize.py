@@ -2,9 +2,9 @@
 
 Per contact the events are ordered by (occurred_at, kind rank, event_id); the published
 `event_order` is the event's position within its contact (docs/warehouse.md), so a late event
-renumbers only its own contact. Internally the temp tables are keyed by `global_order`, the
-same order over all events: an integer join key, and what session naming compares across
-contacts. The open/closed state is a two-state machine whose value after an event depends
+renumbers only its own contact. Internally the temp tables are keyed by (contact_id, `pos`),
+`pos` the position within the contact counting orphan closes too; `events` is stored in that
+order. The open/closed state is a two-state machine whose value after an event depends
 only on the last state-setting event (opened/received → open, closed → closed), so it is a
 window function, not a Python loop: `open_before` is that value as of the previous event.
 """
@@ -15,7 +15,12 @@ import duckdb
 
 from closeconv.contract import PLATFORM_FIELDS
 
-SESSION_TEMP_TABLES = ("_ordered", "_sessions", "_session_ids")
+SESSION_TEMP_TABLES = ("_sessions", "_session_ids", "_session_rows")
+
+# A contact's events in order (docs/warehouse.md), and the order `events` is stored in: by
+# contact, then that. A total order (event ids are unique), so two sorts by it agree row for row.
+EVENT_ORDER_IN_CONTACT = "occurred_at, kind_rank, event_id"
+CONTACT_ORDER = f"contact_id, {EVENT_ORDER_IN_CONTACT}"
 
 # Why an event's given conversation_id is not the id of the conversation it belongs to
 # (column `events.conversation_id_conflict`; docs/warehouse.md).
@@ -24,16 +29,16 @@ CONFLICT_SECOND_ID = "conversation_named_by_an_earlier_id"
 CONFLICT_OUTSIDE = "outside_any_conversation"
 CONVERSATION_ID_CONFLICTS = (CONFLICT_REUSED_ID, CONFLICT_SECOND_ID, CONFLICT_OUTSIDE)
 
-# Deterministic id of a session: contact + open time + opening event (over `_sessions` ⋈ `_ordered`).
+# Deterministic id of a session: contact + open time + opening event (over `_sessions`).
 DERIVED_ID_SQL = (
-    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, global_order) FILTER (WHERE opens))::VARCHAR"
-    " || '|' || arg_min(event_id, global_order) FILTER (WHERE opens)), 24)"
+    "'cv_' || left(sha256(contact_id || '|' || epoch_ms(arg_min(occurred_at, pos) FILTER (WHERE opens))::VARCHAR"
+    " || '|' || arg_min(event_id, pos) FILTER (WHERE opens)), 24)"
 )
 CONFLICT_SQL = f"""CASE
-    WHEN o.conversation_id IS NULL THEN NULL
+    WHEN x.conversation_id IS NULL THEN NULL
     WHEN NOT x.in_session THEN '{CONFLICT_OUTSIDE}'
-    WHEN o.conversation_id = i.session_conversation_id THEN NULL
-    WHEN o.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
+    WHEN x.conversation_id = i.session_conversation_id THEN NULL
+    WHEN x.conversation_id = i.candidate_id THEN '{CONFLICT_REUSED_ID}'
     ELSE '{CONFLICT_SECOND_ID}' END"""
 
 # A redundant conversation.opened this soon after an implicit open names who opened it (§4).
@@ -76,39 +81,29 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     """Read `valid_events` (and `validated`, for the raw text of orphan closes), as
     `validate_and_dedupe` leaves them; create the temp view `sessionized_events` and table `orphan_closes`.
 
-    The view reads the temp tables `_ordered`, `_sessions` and `_session_ids`: drop them
-    (see `SESSION_TEMP_TABLES`) only after the view has been copied into `events`.
+    The view reads the temp table `_session_rows`: drop the temp tables (see
+    `SESSION_TEMP_TABLES`) only after the view has been copied into `events`. The view yields
+    the events in contact order (contact_id, event_order), so `events` is written without a sort.
     """
-    # The global order is computed on a narrow projection (sorting wide rows moves every
-    # summary along), then joined back once. It is one integer sort key for the windows below
-    # and the join key of the temp tables; it is not published.
+    # The state machine, on a narrow projection (sorting wide rows moves every summary along).
+    # `pos` is the event's position within its contact, orphan closes included: with contact_id
+    # the key of the temp tables, and the sort key of the second windows.
     con.sql(
-        """
-        CREATE OR REPLACE TEMP TABLE _ordered AS
-        WITH keys AS (
-            SELECT event_id, row_number() OVER (ORDER BY occurred_at, kind_rank, event_id) AS global_order
-            FROM valid_events
-        )
-        SELECT v.*, k.global_order FROM valid_events v JOIN keys k USING (event_id)
-        """
-    )
-    # The state machine runs on a narrow projection (both windows share one sort), and the
-    # wide rows are joined back once.
-    con.sql(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _sessions AS
         WITH s AS (
-            SELECT global_order, contact_id, event_type,
+            SELECT contact_id, occurred_at, kind_rank, event_id, event_type, conversation_id, source_file, source_line,
                 CASE WHEN event_type IN ('conversation.opened', 'message.received') THEN 1
                      WHEN event_type = 'conversation.closed' THEN 0 END AS sets_open
-            FROM _ordered
+            FROM valid_events
         ),
         f AS (
             SELECT *,
-                coalesce(last_value(sets_open IGNORE NULLS) OVER (
-                    PARTITION BY contact_id ORDER BY global_order
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS open_before
+                row_number() OVER w AS pos,
+                coalesce(last_value(sets_open IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                    AS open_before
             FROM s
+            WINDOW w AS (PARTITION BY contact_id ORDER BY {EVENT_ORDER_IN_CONTACT})
         ),
         g AS (
             SELECT *,
@@ -116,11 +111,12 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                 (event_type = 'conversation.closed' AND open_before = 0) AS orphan
             FROM f
         )
-        SELECT global_order, contact_id, opens, orphan,
-            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING) AS session_no,
+        SELECT contact_id, pos, occurred_at, kind_rank, event_id, event_type, conversation_id, source_file, source_line,
+            opens, orphan,
+            sum(opens::INT) OVER (PARTITION BY contact_id ORDER BY pos ROWS UNBOUNDED PRECEDING) AS session_no,
             -- the published event_order: position within the contact among the events that
-            -- stay (orphan closes leave `events`), in the same sort as the other windows
-            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY global_order ROWS UNBOUNDED PRECEDING)::BIGINT
+            -- stay (orphan closes leave `events`), in the same sort as the other window
+            sum((NOT orphan)::INT) OVER (PARTITION BY contact_id ORDER BY pos ROWS UNBOUNDED PRECEDING)::BIGINT
                 AS event_order,
             (open_before = 1 OR opens) AND NOT orphan AS in_session
         FROM g
@@ -130,50 +126,68 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
     # A session's candidate name is its first given id by event order; of the sessions whose
     # candidate is the same id (a thread id reused after a reopen, or by another contact), the
     # earliest keeps it and the others get the derived id: nothing is ever merged. "Earliest"
-    # compares sessions of different contacts: by the global order of their first events.
+    # compares sessions of different contacts, so not by position (an order within a contact)
+    # but by their first events' (occurred_at, kind rank, event_id), the order of all events.
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE _session_ids AS
         WITH sess AS (
-            SELECT contact_id, session_no, min(global_order) AS first_order,
-                arg_min(conversation_id, global_order) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
+            SELECT contact_id, session_no, min(occurred_at) AS first_at,
+                arg_min(kind_rank, pos) AS first_rank, arg_min(event_id, pos) AS first_event_id,
+                arg_min(conversation_id, pos) FILTER (WHERE conversation_id IS NOT NULL) AS candidate_id,
                 {DERIVED_ID_SQL} AS derived_id
-            FROM _sessions JOIN _ordered USING (global_order, contact_id) WHERE in_session
+            FROM _sessions WHERE in_session
             GROUP BY contact_id, session_no
         )
         SELECT contact_id, session_no, candidate_id,
             CASE WHEN candidate_id IS NOT NULL
-                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_order) = 1
+                  AND row_number() OVER (PARTITION BY candidate_id ORDER BY first_at, first_rank, first_event_id) = 1
                  THEN candidate_id ELSE derived_id END AS session_conversation_id
         FROM sess
         """
     )
+    # Each event's sessionize results, narrow, stored in contact order: the view below puts
+    # them beside the wide rows by position, so no join that may reorder rows comes after this sort.
     con.sql(
         f"""
-        CREATE OR REPLACE TEMP VIEW sessionized_events AS
-        SELECT o.event_id, o.event_type, o.occurred_at, o.contact_id,
+        CREATE OR REPLACE TEMP TABLE _session_rows AS
+        SELECT x.event_id, x.orphan, x.event_order,
             -- Outside a session an event belongs to no conversation (§4), even if it names one:
             -- keeping that id would make a phantom conversation of a broadcast.
             CASE WHEN x.in_session THEN i.session_conversation_id END AS conversation_id,
-            o.conversation_id AS given_conversation_id,
-            {CONFLICT_SQL} AS conversation_id_conflict,
-            o.channel_id, o.source, o.user_id, o.team_id, o.assignee_id, o.category, o.summary,
-            x.event_order, o.source_file, o.source_line, {", ".join("o." + c for c in PLATFORM_FIELDS)}
-        FROM _ordered o JOIN _sessions x USING (global_order)
+            {CONFLICT_SQL} AS conversation_id_conflict
+        FROM _sessions x
         LEFT JOIN _session_ids i ON x.in_session AND i.contact_id = x.contact_id AND i.session_no = x.session_no
-        WHERE NOT x.orphan
+        ORDER BY x.contact_id, x.pos
+        """
+    )
+    # The wide rows are sorted once, in the same order, and meet their results by position (no
+    # wide hash join; the rows come out in contact order). Two sides out of step fail the
+    # statement loudly instead of publishing wrong data.
+    con.sql(
+        f"""
+        CREATE OR REPLACE TEMP VIEW sessionized_events AS
+        SELECT CASE WHEN v.event_id = x.event_id THEN v.event_id
+                    ELSE error('sessionize: wide and narrow rows out of step at event '
+                               || coalesce(v.event_id, x.event_id, '(none)')) END AS event_id,
+            v.event_type, v.occurred_at, v.contact_id, x.conversation_id,
+            v.conversation_id AS given_conversation_id, x.conversation_id_conflict,
+            v.channel_id, v.source, v.user_id, v.team_id, v.assignee_id, v.category, v.summary,
+            x.event_order, v.source_file, v.source_line, {", ".join("v." + c for c in PLATFORM_FIELDS)}
+        FROM (SELECT * FROM valid_events ORDER BY {CONTACT_ORDER}) v
+        POSITIONAL JOIN _session_rows x
+        WHERE x.orphan IS NOT true  -- a row without a partner (NULL) reaches the check above
         """
     )
     con.sql(
         f"""
         CREATE OR REPLACE TEMP TABLE orphan_closes AS
         WITH orphans AS (
-            SELECT s.* FROM _ordered s JOIN _sessions x USING (global_order) WHERE x.orphan
+            SELECT * FROM _sessions WHERE orphan
         ),
         effective_closes AS (
-            SELECT s.contact_id, s.global_order, s.event_id, s.occurred_at
-            FROM _ordered s JOIN _sessions x USING (global_order)
-            WHERE s.event_type = 'conversation.closed' AND NOT x.orphan
+            SELECT contact_id, pos, event_id, occurred_at FROM _sessions
+            WHERE event_type = 'conversation.closed' AND NOT orphan
         )
         SELECT o.source_file AS file, o.source_line AS line, r.raw_record, o.event_id,
             'orphan_close' AS reason_code,
@@ -186,7 +200,7 @@ def sessionize(con: duckdb.DuckDBPyConnection) -> None:
                          || ' (a second close of one conversation?); drop this close or deliver the events that reopened it'
                END AS reason
         FROM orphans o
-        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.global_order < o.global_order
+        ASOF LEFT JOIN effective_closes c ON c.contact_id = o.contact_id AND c.pos < o.pos
         -- validation keeps the raw text of every close (closeconv/ingest.py); `validated` is the
         -- records validate_and_dedupe read (a scoped run's copy holds every record of its events)
         LEFT JOIN validated r ON r.file = o.source_file AND r.line = o.source_line

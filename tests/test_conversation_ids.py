@@ -81,6 +81,23 @@ def test_the_first_in_time_keeps_a_shared_id_not_the_lower_event_order(con):
     assert got[2]["conversation_id"].startswith("cv_")
 
 
+def test_a_shared_id_goes_to_the_first_session_in_time_not_the_first_contact_id(con):
+    # `events` is built in contact order; sessions of different contacts are still compared by
+    # their first events' (occurred_at, kind rank, event_id). Each pair's later contact id wins.
+    build_tables(con, [
+        ev("recv", "09:05", "a1", conversation_id="by-time", event_id="t1"),
+        ev("recv", "09:00", "z1", conversation_id="by-time", event_id="t2"),
+        ev("recv", "10:00", "a2", conversation_id="by-kind", event_id="k1"),  # received ranks after opened
+        ev("open", "10:00", "z2", source="user", user_id="u1", conversation_id="by-kind", event_id="k2"),
+        ev("recv", "11:00", "a3", conversation_id="by-id", event_id="i2"),  # same instant and kind
+        ev("recv", "11:00", "z3", conversation_id="by-id", event_id="i1"),
+    ])
+    got = rows(con, "SELECT contact_id, conversation_id FROM conversations ORDER BY contact_id")
+    assert {r["conversation_id"]: r["contact_id"] for r in got if not r["conversation_id"].startswith("cv_")} == {
+        "by-time": "z1", "by-kind": "z2", "by-id": "z3"}
+    assert sum(r["conversation_id"].startswith("cv_") for r in got) == 3
+
+
 def test_an_id_on_an_event_outside_any_conversation_is_kept_and_named(con):
     build_tables(con, [ev("sent", "08:00", source="broadcast", conversation_id="stale", event_id="bc"),
                        ev("recv", "09:00")])

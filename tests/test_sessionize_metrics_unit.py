@@ -272,6 +272,23 @@ def test_derived_conversation_id_does_not_depend_on_staged_row_order(tmp_path):
     assert from_staged("ASC") == from_staged("DESC")
 
 
+def test_sessionized_rows_out_of_step_fail_loudly(tmp_path):
+    # The wide rows meet their sessionize results by position: if the two orders ever differ,
+    # reading the view must fail rather than give events another event's conversation.
+    write_jsonl(tmp_path, "f.jsonl", _three_conversations())
+    con = connect_memory()
+    stage_landing_files(con, tmp_path)
+    validate_and_dedupe(con)
+    sessionize(con)
+    assert rows(con, "SELECT count(*) AS n FROM sessionized_events")[0]["n"] == 7
+    con.sql("CREATE TEMP TABLE _good_rows AS SELECT * FROM _session_rows")
+    for broken in ("ORDER BY event_id DESC",  # the same rows in another order
+                   "WHERE event_id <> 'b2'"):  # the last wide row without a partner
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _good_rows {broken}")
+        with pytest.raises(duckdb.Error, match="out of step"):
+            con.sql("SELECT * FROM sessionized_events").fetchall()
+
+
 def test_explicit_conversation_id_is_kept(tmp_path):
     events = [
         recv("09:00", conversation_id="conv-42"), sent("09:01", user="u1", conversation_id="conv-42"),
