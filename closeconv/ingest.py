@@ -159,7 +159,8 @@ def discover_landing_files(landing_dir: Path, archive_dir: Path | None = None) -
 class RecordSink(Protocol):
     """Where a reader sends a file's records, block by block.
 
-    `select` reads the registered Arrow table `_block` and yields (line, raw, is_json_text):
+    `block` holds the record's line number in its column `line`; `select` reads it, registered
+    as the Arrow table `_block`, and yields (line, raw, is_json_text):
     the record's line number, its text (NULL: an empty record), and whether that text is the
     record as JSON (false: a CSV row of another width, or a record that is not UTF-8)."""
 
@@ -182,8 +183,7 @@ class RecordTable:
         if self.wanted is not None:
             # Only the wanted lines reach DuckDB: re-reading a few records of a large file would
             # otherwise send every line of it through `select` (~2 CPU s per 5M lines).
-            line = "__line" if "__line" in block.column_names else "line"  # the readers' names for it
-            block = block.filter(pc.is_in(block.column(line), value_set=self.wanted))
+            block = block.filter(pc.is_in(block.column("line"), value_set=self.wanted))
             if block.num_rows == 0:
                 return
         self.con.register("_block", block)
@@ -579,10 +579,12 @@ def _add_rows_as_json(
     if utf8_ok is None:
         utf8_ok = _all_true(table.num_rows)
     aliases = [f"c{i}" for i in range(len(names))]
-    table = pa.Table.from_arrays([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "__line", "__utf8_ok"])
+    # The block the sink gets names its line numbers `line`, as every reader's does (the values
+    # are aliased c0, c1, ..., so no field of the file can take that name).
+    table = pa.Table.from_arrays([*columns, table.column(len(names)), utf8_ok], names=[*aliases, "line", "__utf8_ok"])
     pairs = ", ".join(f"{_sql_string(n)}, {a}" for n, a in zip(names, aliases))
     blank = " AND ".join(f"coalesce(trim({a}::VARCHAR, ' \t\r\n'), '') = ''" for a in aliases) if csv_rows else ""
-    sink.add(table, f"SELECT __line AS line, json_object({pairs})::VARCHAR AS raw, __utf8_ok AS is_json_text "
+    sink.add(table, f"SELECT line, json_object({pairs})::VARCHAR AS raw, __utf8_ok AS is_json_text "
                     f"FROM _block WHERE NOT ({blank or 'false'})")
 
 

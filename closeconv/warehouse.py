@@ -342,10 +342,12 @@ def _record_state(
         # `events` were taken in its stored order, by contact already: only the others are sorted
         # (sorting all of them cost 1-2 CPU seconds more per 5M events; one insert per table, 14
         # scans of the staged hashes, cost more in a full run; docs/performance.md).
-        recorded = "FROM staged_row_hashes WHERE list_contains(?, table_name) AND table_name"
-        con.execute(f"INSERT INTO published_row_hashes SELECT * {recorded} = 'events'", [changed + by_contact])
-        con.execute(f"INSERT INTO published_row_hashes SELECT * {recorded} <> 'events' ORDER BY table_name, contact_id",
-                    [changed + by_contact])
+        recorded = changed + by_contact
+        con.execute("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes "
+                    "WHERE table_name = 'events' AND list_contains(?, table_name)", [recorded])
+        con.execute("INSERT INTO published_row_hashes SELECT * FROM staged_row_hashes "
+                    "WHERE table_name <> 'events' AND list_contains(?, table_name) ORDER BY table_name, contact_id",
+                    [recorded])
 
 
 def publish(
