@@ -46,6 +46,7 @@ from closeconv.contract import (
     USER_ID_REQUIRED_FOR_USER_SOURCE,
 )
 from closeconv.progress import progress_logger
+from closeconv.read_ahead import read_ahead
 from closeconv.transactions import transaction
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
@@ -57,6 +58,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _LINE_DELIMITER = "\x1f"
 _BATCH_ROWS = 200_000
 _INSERT_BYTES = 128 << 20
+_JSONL_BLOCK_BYTES = 16 << 20
 # Part of every file's fingerprint: when the readers change what a file's records are (line
 # breaks, blank lines, encodings), raw records cached by an older version are re-read.
 PARSER_VERSION = "p2"
@@ -304,7 +306,7 @@ def _jsonl_batches(path: Path):
 
     A line ends at \n, \r\n or a lone \r (as in CSV). Lines are bytes: their UTF-8 is checked
     per line when they are inserted, so one bad byte quarantines one line, not the file."""
-    read_options = pacsv.ReadOptions(column_names=["raw"], block_size=16 << 20)
+    read_options = pacsv.ReadOptions(column_names=["raw"], block_size=_JSONL_BLOCK_BYTES)
     parse_options = pacsv.ParseOptions(
         delimiter=_LINE_DELIMITER, quote_char=False, escape_char=False, ignore_empty_lines=False
     )
@@ -325,7 +327,7 @@ def _jsonl_batches(path: Path):
     next_line, rest, first = 1, b"", True
     with _opener(path)(path, "rb") as fh:
         while True:
-            chunk = fh.read(16 << 20)
+            chunk = fh.read(_JSONL_BLOCK_BYTES)
             data = rest + chunk
             if first and data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]  # a byte-order mark is not part of the first record
@@ -417,7 +419,8 @@ def _stage_jsonl(f: LandingFile, sink: RecordSink) -> None:
         sink.add(table, "SELECT line, raw, utf8_ok AS is_json_text FROM _block "
                         "WHERE (raw <> '' AND left(raw, 1) NOT IN (' ', '\t')) OR trim(raw, ' \t') <> ''")
 
-    for first_line, lines, text, utf8_ok in _jsonl_blocks(f.path):
+    # The next group's blocks are read while this one is validated (about one group ahead).
+    for first_line, lines, text, utf8_ok in read_ahead(_jsonl_blocks(f.path), _INSERT_BYTES // _JSONL_BLOCK_BYTES):
         if first_line == 1:
             # The splitting fallback restarts at line 1 after the fast reader failed on a
             # later block: drop what the fast reader staged, or those lines would count twice.
