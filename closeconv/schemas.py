@@ -186,6 +186,20 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         "Unique run ids; each run's trigger is an event of its contact and conversation; "
         "outcome completed (no reason) or skipped (with a reason).",
         """
+        -- A run's trigger is an event of its own contact, so it is looked up among that contact's
+        -- events (stored by contact: a scoped check reads only the scope's); only the runs that fail
+        -- there are looked up again among all events, for the message. An event_id held by two
+        -- events is events_match_contract's violation, not the run's.
+        WITH failing_own AS MATERIALIZED (
+            SELECT r.*
+            FROM workflow_runs r LEFT JOIN (SELECT event_id, contact_id, conversation_id, occurred_at FROM events
+                                            WHERE {contacts:contact_id}) e
+              ON e.contact_id = r.contact_id AND e.event_id = r.trigger_event_id
+            WHERE {contacts:r.contact_id} AND (r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL
+               OR r.outcome IS NULL OR r.outcome NOT IN ('completed', 'skipped')
+               OR (r.outcome = 'skipped') <> (r.skip_reason IS NOT NULL) OR e.event_id IS NULL
+               OR e.conversation_id IS DISTINCT FROM r.conversation_id OR e.occurred_at <> r.triggered_at)
+        )
         SELECT 'run_id ' || run_id || ' appears ' || count(*) || ' times' AS problem
         FROM workflow_runs WHERE {run_ids:run_id} GROUP BY run_id HAVING count(*) > 1
         UNION ALL
@@ -197,12 +211,15 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
                 WHEN e.contact_id <> r.contact_id OR e.conversation_id IS DISTINCT FROM r.conversation_id
                      OR e.occurred_at <> r.triggered_at THEN 'contact, conversation or time differ from the trigger event'
             END
-        FROM workflow_runs r LEFT JOIN events e ON e.event_id = r.trigger_event_id
-        WHERE {contacts:r.contact_id} AND (r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL
+        FROM failing_own r
+        LEFT JOIN (SELECT event_id, contact_id, conversation_id, occurred_at FROM events
+                   WHERE event_id IN (SELECT trigger_event_id FROM failing_own)) e
+          ON e.event_id = r.trigger_event_id
+        WHERE r.run_id IS NULL OR r.workflow_id IS NULL OR r.workflow_version IS NULL
            OR r.outcome IS NULL OR r.outcome NOT IN ('completed', 'skipped')
            OR (r.outcome = 'skipped') <> (r.skip_reason IS NOT NULL) OR e.event_id IS NULL
            OR e.contact_id <> r.contact_id OR e.conversation_id IS DISTINCT FROM r.conversation_id
-           OR e.occurred_at <> r.triggered_at)
+           OR e.occurred_at <> r.triggered_at
         """,
     ),
     TableCheck(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -350,6 +351,37 @@ def _record_state(
                     [recorded])
 
 
+class _CopyInBackground:
+    """A byte copy of the published file, flushed to disk, made in a thread while the publish
+    computes what changed: the copy only reads the published file, which is never written in
+    place, and copyfile and fsync release the GIL."""
+
+    def __init__(self, source: Path, dest: Path):
+        self._error: BaseException | None = None
+        self._dest = dest
+        self._thread = threading.Thread(target=self._copy, args=(source, dest), name="closeconv-publish-copy", daemon=True)
+        self._thread.start()
+
+    def _copy(self, source: Path, dest: Path) -> None:
+        try:
+            shutil.copyfile(source, dest)
+            with open(dest, "rb") as fh:
+                os.fsync(fh.fileno())  # written back now, not by the publish's checkpoint
+        except BaseException as e:  # re-raised in the publishing thread by wait()
+            self._error = e
+
+    def wait(self) -> None:
+        """Return once the copy is complete, or raise what the copy raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def discard(self) -> None:
+        """Wait for the thread (which would otherwise outlive the unlink), then remove its copy."""
+        self._thread.join()
+        self._dest.unlink(missing_ok=True)
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -384,6 +416,8 @@ def publish(
     staging_db = con.sql("SELECT current_database()").fetchall()[0][0]
     scope = unpublished_changes(con)
     has_previous = _attach_previous(con, target)
+    # Most publishes patch a copy of the published file: it is made while the changes are computed.
+    copy = _CopyInBackground(target, tmp) if has_previous else None
     try:
         history_select = "SELECT * FROM new_run"
         recorded, compact, why_full = {}, None, "no published warehouse"
@@ -436,7 +470,7 @@ def publish(
         if recorded:
             # The published file is never written in place, so a byte copy of it is consistent
             # even while analysts read it; the copy keeps its storage version (v1.5.0).
-            shutil.copyfile(target, tmp)
+            copy.wait()
             con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target")
             how = {t: KEPT for t in prints}
             patched = [t for t in by_contact if recorded[t] != prints[t]]
@@ -447,6 +481,8 @@ def publish(
             con.sql("CREATE OR REPLACE TABLE publish_target.pipeline_runs AS SELECT * FROM new_history")
         else:
             log.info(f"publishing every table in full: {why_full}")
+            if copy is not None:
+                copy.discard()
             con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target (STORAGE_VERSION '{PUBLISH_STORAGE_VERSION}')")
             for t in PUBLIC_TABLES:
                 con.sql(f"CREATE TABLE publish_target.{t} AS SELECT * FROM {'new_history' if t == 'pipeline_runs' else t}")
@@ -471,6 +507,8 @@ def publish(
         finally:
             os.close(dir_fd)
     except BaseException:
+        if copy is not None:
+            copy.discard()
         con.sql("DETACH DATABASE IF EXISTS publish_target")
         con.sql("DETACH DATABASE IF EXISTS previous")
         tmp.unlink(missing_ok=True)

@@ -221,6 +221,17 @@ def test_changed_auto_close_setting_recomputes_everything(staging):
     assert staging.journaled(changes.WORKFLOWS) == "everything"
 
 
+def test_changed_validation_rules_read_every_file_again(staging):
+    staging.write("a.jsonl", [recv("09:00", "A"), sent("09:05", user="u1", contact="A")])
+    staging.build()
+    assert stage_landing_files(staging.con, staging.landing).files_parsed == 0  # cached, rules unchanged
+    staging.con.sql("UPDATE staging_meta SET value = 'older rules' WHERE key = 'validation_rules'")
+    assert stage_landing_files(staging.con, staging.landing).files_parsed == 1
+    assert staging.build().contacts_recomputed is None
+    staging.con.sql("DROP TABLE validated_records")  # a cache table gone: made again, its files read again
+    assert stage_landing_files(staging.con, staging.landing).files_parsed == 1
+
+
 def test_validation_rejects_come_and_go_with_their_file(tmp_path, staging):
     staging.write("a.jsonl", [recv("09:00", "A")])
     staging.build()

@@ -79,6 +79,11 @@ BREAKAGES = [
     (schemas.WORKFLOW_RUNS_VALID, "UPDATE workflow_runs SET skip_reason = NULL, outcome = 'skipped'",
      "skip_reason does not match"),
     (schemas.WORKFLOW_RUNS_VALID, "UPDATE workflow_runs SET trigger_event_id = 'nope'", "is not in events"),
+    # A trigger that is an event of another contact: found outside the run's contact, for the message.
+    (schemas.WORKFLOW_RUNS_VALID, "UPDATE workflow_runs SET contact_id = 'c2' WHERE contact_id = 'c1'",
+     "contact, conversation or time differ"),
+    (schemas.WORKFLOW_RUNS_VALID, "UPDATE workflow_runs SET triggered_at = triggered_at + INTERVAL 1 SECOND",
+     "contact, conversation or time differ"),
     (schemas.WORKFLOW_ACTIONS_VALID, "UPDATE workflow_actions SET to_assignee_id = 'u9'", "unassign to u9"),
     (schemas.WORKFLOW_ACTIONS_VALID, "DELETE FROM workflow_actions", "says 1 actions"),
     (schemas.ASSIGNMENTS_ORDERED_WITHOUT_OVERLAP,
