@@ -66,8 +66,15 @@ TABLE_CHECKS: tuple[TableCheck, ...] = (
         EVENTS_MATCH_CONTRACT, "events",
         "Unique event ids, unique order per contact, allowed types and sources, user_id where required, conflicts named.",
         f"""
+        -- Equal ids have equal hashes, so every repeated id is among the rows whose 64-bit hash is
+        -- repeated; grouping those integers first is about half the CPU of grouping every
+        -- text id, and the text group then runs on those rows only (dropping mere collisions).
+        WITH repeated_hashes AS (
+            SELECT hash(event_id) AS h FROM events WHERE {{event_ids:event_id}} GROUP BY h HAVING count(*) > 1
+        )
         SELECT 'event_id ' || event_id || ' appears ' || count(*) || ' times' AS problem
-        FROM events WHERE {{event_ids:event_id}} GROUP BY event_id HAVING count(*) > 1
+        FROM events WHERE {{event_ids:event_id}} AND hash(event_id) IN (SELECT h FROM repeated_hashes)
+        GROUP BY event_id HAVING count(*) > 1
         UNION ALL
         SELECT 'event_order ' || event_order || ' of contact ' || contact_id || ' is shared by ' || count(*) || ' events'
         FROM events WHERE {{contacts:contact_id}} GROUP BY contact_id, event_order HAVING count(*) > 1

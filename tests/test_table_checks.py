@@ -60,6 +60,9 @@ BREAKAGES = [
      "not allowed for conversation.closed"),
     (schemas.EVENTS_MATCH_CONTRACT, "UPDATE events SET given_conversation_id = 'x' WHERE event_type = 'message.sent'",
      "conversation_id_conflict does not match"),
+    # a repeated event_id (its two rows also share an event_order: found either way, by its own message too)
+    (schemas.EVENTS_MATCH_CONTRACT, "INSERT INTO events SELECT * FROM events WHERE event_id = (SELECT min(event_id) FROM events)",
+     "appears 2 times"),
     # event_order is a position within the contact: unique per (contact_id, event_order)
     (schemas.EVENTS_MATCH_CONTRACT, "UPDATE events SET event_order = 1 WHERE contact_id = 'c1'",
      "of contact c1 is shared by"),
