@@ -89,7 +89,8 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
 # Past this growth of bytes per row over the last file written whole, the next publish writes
 # a new file instead of patching a copy: blocks of dropped tables are reused by later
 # checkpoints but never given back, and rows deleted or appended by deltas leave row groups
-# partly used.
+# partly used. A file written whole from a copy of the staging file already holds the free
+# blocks of staging's own tables: the growth is counted from its size as written.
 VACUUM_WASTE_SHARE = 0.25
 
 # How long a second run waits for the one holding the pipeline before giving up.
@@ -398,8 +399,10 @@ def publish(
     changed are brought up to date (closeconv/published_tables.py): the tables keyed by contact
     by the contacts journaled for PUBLISH (closeconv/changes.py), the others by their row
     hashes; the journal's PUBLISH scope is cleared once the new file is in place. Without a
-    usable published file (first run, foreign or damaged file, too much free space) every
-    table is copied.
+    usable published file (first run, foreign or damaged file, too much free space) the new
+    file starts as a byte copy of the staging file with its staging-only tables dropped
+    (`_start_from_staging_copy`), or, for a staging file in another storage format, every
+    table is copied into an empty file.
     The run history (`pipeline_runs`) comes from the published file itself, so only runs that
     really published are in it, whatever happened to the staging database. Raises
     ShrinkRefused, publishing nothing, if the new file would hold fewer events than the
