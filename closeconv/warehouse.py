@@ -368,7 +368,11 @@ def _start_from_staging_copy(con: duckdb.DuckDBPyConnection, staging_db: str, tm
     ).fetchall()[0]
     if version != f"{PUBLISH_STORAGE_VERSION}+":
         return False
-    con.sql("CHECKPOINT")
+    try:
+        con.sql("CHECKPOINT")
+    except duckdb.Error as exc:  # e.g. another transaction open on staging: copy table by table
+        log.info(f"staging cannot be checkpointed ({str(exc).splitlines()[0]}); copying the tables one by one")
+        return False
     wal = Path(path + ".wal")
     if wal.exists() and wal.stat().st_size > 0:
         return False
