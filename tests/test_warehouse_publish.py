@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from closeconv import changes, schemas
 from closeconv.cli import main
 from closeconv.commands.run import _failure_message, run_pipeline
-from closeconv.warehouse import publish, staging_connection
+from closeconv.warehouse import PUBLIC_TABLES, publish, staging_connection
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, Warehouse, closed, recv, sent
 from helpers.os_faults import RenameFails
 from operations_helpers import content_hash
@@ -355,6 +355,29 @@ def test_changed_tables_are_written_unchanged_ones_kept_and_the_result_equals_a_
         shutil.copy(path, fresh.landing / path.name)
     fresh.run()
     assert content_hash(fresh.warehouse_path) == content_hash(env.warehouse_path)
+
+
+def test_a_full_publish_copies_the_staging_file_with_only_the_public_tables_left(closeconv_env, tmp_path, monkeypatch):
+    env = prepared(closeconv_env)
+    env.write_jsonl("day1.jsonl", _many_conversations(0, 40, 9) + [{"broken": True}])
+    env.run()
+    published = Warehouse(env.warehouse_path)
+    tables = {r["table_name"] for r in published.rows("SELECT table_name FROM duckdb_tables()")}
+    assert tables == {*PUBLIC_TABLES, "closeconv_meta"}  # no staging table (validated_records, staging_meta, ...)
+    assert published.scalar("SELECT count(*) FROM duckdb_constraints()") == 0
+
+    # The same tables as copying them one by one, the way for a staging file in another storage format.
+    import closeconv.warehouse as warehouse_module
+
+    monkeypatch.setattr(warehouse_module, "_start_from_staging_copy", lambda *args: False)
+    copied = ClosecovEnv(tmp_path / "copied")
+    prepared(copied)
+    for path in env.landing.iterdir():
+        shutil.copy(path, copied.landing / path.name)
+    copied.run()
+    assert content_hash(copied.warehouse_path) == content_hash(env.warehouse_path)
+    columns = "SELECT table_name, column_name, data_type, is_nullable FROM duckdb_columns() ORDER BY ALL"
+    assert Warehouse(copied.warehouse_path).rows(columns) == published.rows(columns)
 
 
 def test_a_warehouse_file_not_written_by_the_last_run_is_written_anew_not_patched(closeconv_env):
