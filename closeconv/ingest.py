@@ -747,9 +747,10 @@ def _validation_sql(source: str) -> str:
         f"CASE WHEN {suspicious(n)} THEN json_type(raw, '$.\"{n}\"') END AS {n}_jtype" for n in parsed_fields
     )
     # Not blank: trim() (which allocates a copy) only for the rare value whose first byte is not
-    # printable ASCII (0x21-0x7E): trim removes spaces, never such a character.
+    # printable ASCII (0x21-0x7E): trim removes spaces, never such a character. A suspicious value
+    # that json_type finds to be a string ("[urgent] refund", "true") is text like any other.
     text_cols = ",\n            ".join(
-        f"CASE WHEN {n}_jtype IS NULL AND ((j.{n} >= '!' AND j.{n} < chr(127)) OR trim(j.{n}) <> '') "
+        f"CASE WHEN coalesce({n}_jtype = 'VARCHAR', true) AND ((j.{n} >= '!' AND j.{n} < chr(127)) OR trim(j.{n}) <> '') "
         f"THEN j.{n} END AS {n}_txt" for n in parsed_fields
     )
     numeric_platform = [n for n, t in PLATFORM_FIELDS.items() if t != "VARCHAR"]

@@ -132,3 +132,23 @@ def test_a_landing_path_that_is_a_file_says_so(closeconv_env):
     result = CliRunner().invoke(main, ["run", "--landing", str(path), "--warehouse", str(closeconv_env.warehouse_path)])
     assert result.exit_code == 2
     assert "is a file, not a folder" in result.output
+
+
+def test_strings_that_look_like_json_values_are_kept_as_text(closeconv_env):
+    # from_json hands a string and a JSON boolean/array/object the same text; only the JSON types
+    # are wrong_type: the strings are data and must arrive as written.
+    closeconv_env.write_jsonl("looks-like-json.jsonl", [
+        recv("2026-03-02T09:00:00Z", contact="c1"),
+        {"event_id": "x1", "event_type": "conversation.closed", "occurred_at": "2026-03-02T09:10:00Z",
+         "contact_id": "c1", "source": "user", "user_id": "u1", "team_id": "true",
+         "category": "{billing}", "summary": "[urgent] refund"},
+        {"event_id": "r2", "event_type": "message.received", "occurred_at": "2026-03-02T09:20:00Z",
+         "contact_id": "false"},
+        {"event_id": "bad", "event_type": "message.received", "occurred_at": "2026-03-02T09:30:00Z",
+         "contact_id": "c3", "summary": ["urgent"]},
+    ])
+    wh = closeconv_env.run()
+    close = wh.rows("SELECT team_id, category, summary FROM events WHERE event_id = 'x1'")
+    assert close == [{"team_id": "true", "category": "{billing}", "summary": "[urgent] refund"}]
+    assert wh.scalar("SELECT contact_id FROM events WHERE event_id = 'r2'") == "false"
+    assert wh.rows("SELECT event_id, reason_code FROM rejected_events") == [{"event_id": "bad", "reason_code": "wrong_type"}]
