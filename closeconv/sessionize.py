@@ -76,12 +76,14 @@ FROM joined
 """
 """Per conversation (over `events`): its opening event and who opened it, `opened_by_*` (§4)."""
 
+
 @contextmanager
 def narrow_side_built(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Within this block, DuckDB builds each hash join's hash table on its right side, as the
     query is written: for `sessionized_events`, the narrow `_session_rows`. DuckDB's own choice
     follows its row estimate of the `valid_events` view, far too low (its filters are guessed),
-    and built the wide rows instead (at 5M events 24.6 against 19.8 CPU s, and ~0.3 GB more)."""
+    and built the wide rows instead (the write at 5M events, one run each: 24.6 against 19.8 CPU
+    s, ~0.3 GB more RSS)."""
     before = con.sql("SELECT current_setting('disabled_optimizers')").fetchall()[0][0]
     con.sql("SET disabled_optimizers = ?", params=[",".join(filter(None, [before, "build_side_probe_side"]))])
     try:
