@@ -21,7 +21,7 @@ from closeconv.events_scope import (
 )
 from closeconv.ingest import SCOPED_RECORDS, validate_and_dedupe
 from closeconv.reference import REFERENCE_TABLES, build_reference_tables, load_reference
-from closeconv.sessionize import SESSION_TEMP_TABLES, sessionize
+from closeconv.sessionize import SESSION_TEMP_TABLES, narrow_side_built, sessionize
 from closeconv.settings_fingerprint import fingerprint
 from closeconv.warehouse import transaction
 from closeconv.workflows import load_workflows
@@ -51,8 +51,8 @@ _CONTACT_REASONS = "('conflicting_duplicate', 'orphan_close')"
 _EVENT_COLUMNS = ", ".join([*EVENTS_COLUMNS, *PLATFORM_FIELDS])  # v1.1: the platform's own figures follow the v1 columns
 # `events` is written clustered by contact (in staging, and so in the published copy): a step or
 # check that reads some contacts' rows then skips the row groups whose contact_id range
-# (DuckDB's zonemap) holds none of them, instead of scanning the whole table. A full build
-# writes `sessionized_events` as it comes, already in this order (closeconv/sessionize.py).
+# (DuckDB's zonemap) holds none of them, instead of scanning the whole table. An ORDER BY into
+# the write keeps the order (DuckDB inserts a sorted result in order, on every thread).
 _BY_CONTACT = "ORDER BY contact_id, event_order"
 _NEW_REJECTIONS = """
     SELECT r.file, r.line, r.raw_record, r.event_id, r.reason_code, r.reason, lf.parsed_at AS ingested_at
@@ -77,7 +77,8 @@ def build_events(
     sessionize(con)
     with transaction(con):
         if scope.everything:
-            con.sql(f"CREATE OR REPLACE TABLE events AS SELECT {_EVENT_COLUMNS} FROM sessionized_events")
+            with narrow_side_built(con):
+                con.sql(f"CREATE OR REPLACE TABLE events AS SELECT {_EVENT_COLUMNS} FROM sessionized_events {_BY_CONTACT}")
             con.sql(f"CREATE OR REPLACE TABLE rejected_events AS {_NEW_REJECTIONS} ORDER BY r.file, r.line")
             con.sql("CREATE OR REPLACE TABLE dropped_duplicates AS "
                     "SELECT event_id, deliveries - 1 AS dropped FROM id_groups WHERE versions = 1")

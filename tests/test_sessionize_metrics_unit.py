@@ -19,7 +19,7 @@ from closeconv.ingest import stage_landing_files, validate_and_dedupe
 from closeconv.pipeline import build_events
 from closeconv.metrics import build_conversations, build_daily_conversation_metrics
 from closeconv.workflows import replay_workflows
-from closeconv.sessionize import sessionize
+from closeconv.sessionize import narrow_side_built, sessionize
 from closeconv.warehouse import connect_memory
 from conftest import assign, at, closed, ev, opened, recv, sent
 
@@ -272,21 +272,29 @@ def test_derived_conversation_id_does_not_depend_on_staged_row_order(tmp_path):
     assert from_staged("ASC") == from_staged("DESC")
 
 
-def test_sessionized_rows_out_of_step_fail_loudly(tmp_path):
-    # The wide rows meet their sessionize results by position: if the two orders ever differ,
-    # reading the view must fail rather than give events another event's conversation.
+def test_sessionized_rows_meet_their_results_by_event_id_not_by_position(tmp_path):
+    # The wide rows meet their sessionize results in a join on event_id: the physical order of
+    # `_session_rows` cannot give an event another event's conversation.
     write_jsonl(tmp_path, "f.jsonl", _three_conversations())
     con = connect_memory()
     stage_landing_files(con, tmp_path)
     validate_and_dedupe(con)
     sessionize(con)
-    assert rows(con, "SELECT count(*) AS n FROM sessionized_events")[0]["n"] == 7
-    con.sql("CREATE TEMP TABLE _good_rows AS SELECT * FROM _session_rows")
-    for broken in ("ORDER BY event_id DESC",  # the same rows in another order
-                   "WHERE event_id <> 'b2'"):  # the last wide row without a partner
-        con.sql(f"CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _good_rows {broken}")
-        with pytest.raises(duckdb.Error, match="out of step"):
-            con.sql("SELECT * FROM sessionized_events").fetchall()
+    view = "SELECT * FROM sessionized_events ORDER BY event_id"
+    good = rows(con, view)
+    assert len(good) == 7 and len({r["conversation_id"] for r in good}) == 3
+    for order in ("event_id DESC", "event_id", "conversation_id DESC, event_order DESC"):
+        con.sql(f"CREATE OR REPLACE TEMP TABLE _session_rows AS SELECT * FROM _session_rows ORDER BY {order}")
+        assert rows(con, view) == good
+
+
+def test_narrow_side_built_restores_the_optimizer_setting():
+    con = connect_memory()
+    setting = "SELECT current_setting('disabled_optimizers') AS s"
+    con.sql("SET disabled_optimizers = 'late_materialization'")
+    with narrow_side_built(con):
+        assert set(rows(con, setting)[0]["s"].split(",")) == {"late_materialization", "build_side_probe_side"}
+    assert rows(con, setting)[0]["s"] == "late_materialization"
 
 
 def test_explicit_conversation_id_is_kept(tmp_path):
