@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,13 @@ from closeconv.config import Settings
 from closeconv.contract import EVENT_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A shell without job control starts a background command (`dev.py test &`) with SIGINT ignored,
+# and an in-process Dagster run maps SIGTERM to SIGINT's handler: every child a test stops with
+# Ctrl-C or SIGTERM (the demo, a process holding the warehouse open) would then inherit both as
+# ignored and never stop. The suite restores Python's own Ctrl-C handling first.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 TEMPLATE_UNASSIGN = REPO / "workflows" / "templates" / "unassign-after-close.yaml"
 DAY = "2026-03-02"
 
