@@ -55,6 +55,15 @@ def prepared(env: ClosecovEnv) -> ClosecovEnv:
     return env
 
 
+def published_anew(env: ClosecovEnv, root: Path) -> ClosecovEnv:
+    """A new project under `root` with a copy of `env`'s landing folder, run once from scratch."""
+    fresh = prepared(ClosecovEnv(root))
+    for path in env.landing.iterdir():
+        shutil.copy(path, fresh.landing / path.name)
+    fresh.run()
+    return fresh
+
+
 def counts(wh: Warehouse) -> dict[str, int]:
     return {t: wh.scalar(f"SELECT count(*) FROM {t}") for t in ("events", "conversations", "rejected_events")}
 
@@ -349,11 +358,7 @@ def test_changed_tables_are_written_unchanged_ones_kept_and_the_result_equals_a_
     assert wh.scalar("SELECT count(*) FROM conversations") == 41
 
     # The same landing folder published from scratch gives the same tables.
-    fresh = ClosecovEnv(tmp_path / "fresh")
-    prepared(fresh)
-    for path in env.landing.iterdir():
-        shutil.copy(path, fresh.landing / path.name)
-    fresh.run()
+    fresh = published_anew(env, tmp_path / "fresh")
     assert content_hash(fresh.warehouse_path) == content_hash(env.warehouse_path)
 
 
@@ -370,11 +375,7 @@ def test_a_full_publish_copies_the_staging_file_with_only_the_public_tables_left
     import closeconv.warehouse as warehouse_module
 
     monkeypatch.setattr(warehouse_module, "_start_from_staging_copy", lambda *args: False)
-    copied = ClosecovEnv(tmp_path / "copied")
-    prepared(copied)
-    for path in env.landing.iterdir():
-        shutil.copy(path, copied.landing / path.name)
-    copied.run()
+    copied = published_anew(env, tmp_path / "copied")
     assert content_hash(copied.warehouse_path) == content_hash(env.warehouse_path)
     columns = "SELECT table_name, column_name, data_type, is_nullable FROM duckdb_columns() ORDER BY ALL"
     assert Warehouse(copied.warehouse_path).rows(columns) == published.rows(columns)
