@@ -25,6 +25,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 from closeconv import changes
+from closeconv.allocators import keep_duckdb_memory, use_jemalloc_for_arrow
 from closeconv.config import Settings
 from closeconv.published_tables import (
     BY_CONTACT,
@@ -183,6 +184,8 @@ def _open_staging(path: Path, memory_limit_bytes: int | None = None) -> duckdb.D
             spill.mkdir(exist_ok=True)
             con.sql(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
             con.sql(f"SET temp_directory = '{_sql_path(spill)}'")
+            keep_duckdb_memory(con, memory_limit_bytes)
+        use_jemalloc_for_arrow()
         con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         found = con.sql("SELECT value FROM staging_meta WHERE key = 'staging_schema'").fetchall()
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name <> 'staging_meta'").fetchall()[0][0]

@@ -103,6 +103,36 @@ def test_staging_connection_applies_the_limit_and_spills_in_the_staging_folder(t
         con.close()
 
 
+def test_staging_connection_keeps_memory_for_reuse(tmp_path, monkeypatch):
+    """DuckDB keeps up to the cap in its block allocator and does not purge below it; pyarrow's
+    pool becomes jemalloc (closeconv/allocators.py: why), unless the user chose a pool."""
+    import pyarrow as pa
+
+    settings = resolve_settings({"warehouse_path": tmp_path / "wh.duckdb", "memory_limit": "100MB"}, env_file=None)
+    before = pa.default_memory_pool()
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    try:
+        shown = ("SELECT current_setting('block_allocator_memory'), current_setting('allocator_flush_threshold'), "
+                 "current_setting('allocator_bulk_deallocation_flush_threshold')")
+        with staging_connection(settings) as con:
+            kept = con.sql(shown).fetchall()[0]
+        # DuckDB shows these settings in its own rounding: compare with how it shows 100MB.
+        memory = duckdb.connect()
+        for name in ("block_allocator_memory", "allocator_flush_threshold", "allocator_bulk_deallocation_flush_threshold"):
+            memory.sql(f"SET {name} = '{100 * 10**6}B'")
+        assert kept == memory.sql(shown).fetchall()[0]
+        assert kept != duckdb.connect().sql(shown).fetchall()[0]  # not DuckDB's defaults
+        memory.close()
+        if "jemalloc" in pa.supported_memory_backends():
+            assert pa.default_memory_pool().backend_name == "jemalloc"
+        pa.set_memory_pool(before)
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        with staging_connection(settings):
+            assert pa.default_memory_pool().backend_name == before.backend_name  # the user's choice stands
+    finally:
+        pa.set_memory_pool(before)
+
+
 @pytest.mark.parametrize("value, expected", [("lots", "is not a size"), ("3 parsecs", "is not a size"), ("1MB", "is below 64MB")])
 def test_bad_memory_limit_exits_2_before_any_work(tmp_path, value, expected):
     landing = tmp_path / "landing"
