@@ -8,7 +8,7 @@ allocators did most of it (docs/performance.md, "Allocators (session 18)"):
   the landing step's CPU. Its jemalloc pool keeps freed pages for reuse.
 - DuckDB's buffer pool, which purges DuckDB's allocator whenever it evicts near the memory cap,
   and after every task that peaked above 128 MB. DuckDB's block allocator keeps the memory of
-  buffer blocks instead (never given back, so it is sized to the cap, which bounds it anyway).
+  buffer blocks instead (kept until the connection closes, sized to the cap, which bounds it anyway).
 """
 
 from __future__ import annotations

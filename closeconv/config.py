@@ -222,7 +222,7 @@ MIN_MEMORY_LIMIT = 64 * 10**6  # below this DuckDB cannot run the pipeline's que
 # The default cap (docs/operations.md, Configuration; docs/performance.md, "Memory by default"):
 # a quarter of RAM, at most 2.5 GB. DuckDB's own default, 80% of RAM, let a 10M-event run peak at
 # 9.6 GB; the process also holds ~1 GB outside DuckDB at 10M (Polars frames of the replay, Arrow
-# blocks of the parser, Python), hence 2.5 GB for a 4 GiB run; at 5M nothing spills under it.
+# blocks of the parser, Python), hence 2.5 GB for a 4 GiB run; at 5M the events step spills ~0.5 GB under it.
 DEFAULT_MEMORY_LIMIT_SHARE = 0.25
 DEFAULT_MEMORY_LIMIT_CEILING = 2_500 * 10**6
 
