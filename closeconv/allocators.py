@@ -31,9 +31,12 @@ def use_jemalloc_for_arrow() -> None:
     pa.set_memory_pool(pool)
 
 
+# Each is set to the memory cap: the block allocator's reserve, and the sizes above which DuckDB
+# purges its allocator after a task or a bulk free (its defaults: 0, 128 MB, 512 MB).
+KEEP_MEMORY_SETTINGS = ("block_allocator_memory", "allocator_flush_threshold", "allocator_bulk_deallocation_flush_threshold")
+
+
 def keep_duckdb_memory(con: duckdb.DuckDBPyConnection, memory_limit_bytes: int) -> None:
     """DuckDB keeps up to its memory cap for reuse instead of purging it after each task."""
-    limit = f"{int(memory_limit_bytes)}B"
-    con.sql(f"SET block_allocator_memory = '{limit}'")
-    con.sql(f"SET allocator_flush_threshold = '{limit}'")
-    con.sql(f"SET allocator_bulk_deallocation_flush_threshold = '{limit}'")
+    for name in KEEP_MEMORY_SETTINGS:
+        con.sql(f"SET {name} = '{int(memory_limit_bytes)}B'")

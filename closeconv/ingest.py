@@ -239,7 +239,7 @@ def _ensure_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
     rules_version = hashlib.sha256(sql.encode()).hexdigest()[:16]
     con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     known = con.sql("SELECT value FROM staging_meta WHERE key = 'validation_rules'").fetchall()
-    if known and known[0][0] == rules_version and _has_table(con, "validated_records"):
+    if known and known[0][0] == rules_version and not changes.missing_tables(con, ["validated_records"]):
         return  # as the last run left it (binding the validation query to create it costs ~0.1 s)
     with transaction(con):
         if known and known[0][0] != rules_version:
@@ -248,12 +248,6 @@ def _ensure_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
             changes.mark_everything(con, [changes.EVENTS])
         con.sql("CREATE TABLE IF NOT EXISTS validated_records AS " + sql.split("INSERT INTO validated_records", 1)[1])
         con.sql("INSERT OR REPLACE INTO staging_meta VALUES ('validation_rules', ?)", params=[rules_version])
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return con.sql(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND table_name = ? AND NOT temporary", params=[name]).fetchall()[0][0] > 0
 
 
 _NO_RECORDS = ("(SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS raw, "

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from closeconv.allocators import KEEP_MEMORY_SETTINGS
 from closeconv.cli import main
 from closeconv.config import DEFAULT_MEMORY_LIMIT_CEILING, MIN_MEMORY_LIMIT, default_memory_limit, resolve_settings
 from closeconv.warehouse import _open_staging, staging_connection
@@ -112,13 +113,12 @@ def test_staging_connection_keeps_memory_for_reuse(tmp_path, monkeypatch):
     before = pa.default_memory_pool()
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
     try:
-        shown = ("SELECT current_setting('block_allocator_memory'), current_setting('allocator_flush_threshold'), "
-                 "current_setting('allocator_bulk_deallocation_flush_threshold')")
+        shown = "SELECT " + ", ".join(f"current_setting('{name}')" for name in KEEP_MEMORY_SETTINGS)
         with staging_connection(settings) as con:
             kept = con.sql(shown).fetchall()[0]
         # DuckDB shows these settings in its own rounding: compare with how it shows 100MB.
         memory = duckdb.connect()
-        for name in ("block_allocator_memory", "allocator_flush_threshold", "allocator_bulk_deallocation_flush_threshold"):
+        for name in KEEP_MEMORY_SETTINGS:
             memory.sql(f"SET {name} = '{100 * 10**6}B'")
         assert kept == memory.sql(shown).fetchall()[0]
         assert kept != duckdb.connect().sql(shown).fetchall()[0]  # not DuckDB's defaults
