@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import uuid
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from filelock import FileLock, Timeout
 from closeconv import changes
 from closeconv.allocators import keep_duckdb_memory, use_jemalloc_for_arrow
 from closeconv.config import Settings
+from closeconv.file_copy import copy_file
 from closeconv.published_tables import (
     BY_CONTACT,
     DELTA,
@@ -361,7 +361,7 @@ def _record_state(
 class _CopyInBackground:
     """A byte copy of the published file, flushed to disk, made in a thread while the publish
     computes what changed: the copy only reads the published file, which is never written in
-    place, and copyfile and fsync release the GIL."""
+    place, and its reads, writes and fsync release the GIL."""
 
     def __init__(self, source: Path, dest: Path):
         self._error: BaseException | None = None
@@ -371,9 +371,7 @@ class _CopyInBackground:
 
     def _copy(self, source: Path, dest: Path) -> None:
         try:
-            shutil.copyfile(source, dest)
-            with open(dest, "rb") as fh:
-                os.fsync(fh.fileno())  # written back now, not by the publish's checkpoint
+            copy_file(source, dest)  # on disk now, not written back by the publish's checkpoint
         except BaseException as e:  # re-raised in the publishing thread by wait()
             self._error = e
 
@@ -411,7 +409,7 @@ def _start_from_staging_copy(con: duckdb.DuckDBPyConnection, staging_db: str, tm
     wal = Path(path + ".wal")
     if wal.exists() and wal.stat().st_size > 0:
         return False
-    shutil.copyfile(path, tmp)
+    copy_file(path, tmp)
     con.sql(f"ATTACH '{_sql_path(tmp)}' AS publish_target")
     for (view,) in con.sql(
         "SELECT view_name FROM duckdb_views() WHERE database_name = 'publish_target' AND NOT internal"
