@@ -6,8 +6,9 @@ The sample's days end yesterday, so the date presets (Last 7 days, ...) select r
 from __future__ import annotations
 
 import shutil
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -53,6 +54,12 @@ def closed_count(warehouse: Path, where: str = "TRUE", params: list | None = Non
 
 def local_day(column: str) -> str:
     return f"timezone('{TIMEZONE}', {column})::DATE"
+
+
+def local_today() -> date:
+    """Today in the warehouse's timezone, as the dashboard's presets count days (not the machine's
+    date: from 23:00 UTC, Berlin is already on the next day)."""
+    return datetime.now(ZoneInfo(TIMEZONE)).date()
 
 
 # --- the real server and a real browser ------------------------------------------------------

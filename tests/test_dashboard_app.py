@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard_support import DASHBOARD_ENV, REPO, build_warehouse, closed_count, local_day, scalar
+from dashboard_support import DASHBOARD_ENV, REPO, build_warehouse, closed_count, local_day, local_today, scalar
 
 APP = str(REPO / "dashboard" / "app.py")
 
@@ -116,7 +116,7 @@ def test_workflows_page_counts_runs_in_the_period(app, warehouse):
     assert runs > 0
     assert f"{runs:,} workflow runs" in " ".join(m.value for m in at.markdown)
     at.selectbox(key="workflows_period").set_value("yesterday").run()
-    yesterday = date.today() - timedelta(days=1)
+    yesterday = local_today() - timedelta(days=1)  # the preset's day, in the warehouse's timezone
     in_day = scalar(warehouse, f"SELECT count(*) FROM workflow_runs WHERE {local_day('triggered_at')} = ?", [yesterday])
     text = " ".join(m.value for m in at.markdown) + " ".join(i.value for i in at.info)
     assert (f"{in_day:,} workflow runs" in text) if in_day else ("No workflow ran" in text)
