@@ -40,37 +40,39 @@ def copy_file(source: Path | str, dest: Path | str) -> str:
 
 
 def _copy_direct(source: Path | str, dest: Path | str) -> None:
+    """The copy with O_DIRECT writes; on any error, no partial ``dest`` is left."""
     buf = mmap.mmap(-1, _CHUNK)  # page-aligned, as O_DIRECT needs
     view = memoryview(buf)
     fd_in = os.open(source, os.O_RDONLY)
+    fd_out = None
     try:
         fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o666)
-        try:
-            size = os.fstat(fd_in).st_size
-            offset = 0
-            while offset < size:
-                filled = 0
-                while filled < _CHUNK:  # a full chunk, so that every write but the last is aligned
-                    n = os.preadv(fd_in, [view[filled:]], offset + filled)
-                    if n == 0:
-                        break
-                    filled += n
-                if filled == 0:
-                    break
-                padded = -(-filled // _ALIGN) * _ALIGN  # the last write is padded, then cut back
-                view[filled:padded] = bytes(padded - filled)
-                written = 0
-                while written < padded:
-                    written += os.pwritev(fd_out, [view[written:padded]], offset + written)
-                offset += filled
-            os.ftruncate(fd_out, offset)
-            os.fsync(fd_out)
-        except BaseException:
-            os.close(fd_out)
+        offset = 0
+        while filled := _read_chunk(fd_in, view, offset):
+            padded = -(-filled // _ALIGN) * _ALIGN  # the last write is padded, then cut back
+            view[filled:padded] = bytes(padded - filled)
+            written = 0
+            while written < padded:
+                written += os.pwritev(fd_out, [view[written:padded]], offset + written)
+            offset += filled
+        os.ftruncate(fd_out, offset)
+        os.fsync(fd_out)
+    except BaseException:
+        if fd_out is not None:
             Path(dest).unlink(missing_ok=True)
-            raise
-        os.close(fd_out)
+        raise
     finally:
+        if fd_out is not None:
+            os.close(fd_out)
         os.close(fd_in)
         view.release()
         buf.close()
+
+
+def _read_chunk(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``offset`` (short only at the end of the file, so that every write but
+    the last is aligned); the number of bytes read, 0 at the end."""
+    filled = 0
+    while filled < len(view) and (n := os.preadv(fd, [view[filled:]], offset + filled)):
+        filled += n
+    return filled
