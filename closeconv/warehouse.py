@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 from closeconv import changes
 from closeconv.allocators import keep_duckdb_memory, use_jemalloc_for_arrow
 from closeconv.config import Settings
+from closeconv.deleted_rows import leave_deleted_rows, rewrite_wasteful_tables
 from closeconv.file_copy import copy_file
 from closeconv.published_tables import (
     BY_CONTACT,
@@ -90,8 +91,8 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # Past this growth of bytes per row over the last file written whole, the next publish writes
 # a new file instead of patching a copy: blocks of dropped tables are reused by later
-# checkpoints but never given back, and rows deleted or appended by deltas leave row groups
-# partly used. A file written whole from a copy of the staging file already holds the free
+# checkpoints but never given back, and rows deleted by deltas stay in their row groups
+# (closeconv/deleted_rows.py). Staging tables are written again past the same share of deleted rows. A file written whole from a copy of the staging file already holds the free
 # blocks of staging's own tables: the growth is counted from its size as written.
 VACUUM_WASTE_SHARE = 0.25
 
@@ -186,6 +187,7 @@ def _open_staging(path: Path, memory_limit_bytes: int | None = None) -> duckdb.D
             con.sql(f"SET temp_directory = '{_sql_path(spill)}'")
             keep_duckdb_memory(con, memory_limit_bytes)
         use_jemalloc_for_arrow()
+        leave_deleted_rows(con)  # staging's checkpoints and the publish's (closeconv/deleted_rows.py)
         con.sql("CREATE TABLE IF NOT EXISTS staging_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
         found = con.sql("SELECT value FROM staging_meta WHERE key = 'staging_schema'").fetchall()
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name <> 'staging_meta'").fetchall()[0][0]
@@ -213,6 +215,7 @@ def staging_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection
     with pipeline_lock(settings):
         con = _open_staging(settings.staging_path, settings.memory_limit_bytes())
         try:
+            rewrite_wasteful_tables(con, VACUUM_WASTE_SHARE)
             yield con
         finally:
             con.close()

@@ -1,0 +1,84 @@
+"""Deleted rows: left where they are at each checkpoint, reclaimed by rewriting a table past a share.
+
+An incremental run deletes the rows of the contacts it recomputes and appends their new rows,
+in staging and in the published file alike. At a checkpoint, DuckDB then merges row groups
+whose deletes let two or three of them fit in fewer ("vacuum"), recompressing every column of
+them: 0.5-2 s of a +1% run at 5M events, in both the staging commit and the publish, for a
+few thousand contacts (docs/performance.md, "Checkpoints without merging row groups"). Those
+merges do not bound the deleted rows either: deletes scattered over the whole table rarely
+free a row group, so the deleted share kept growing with or without them (13.6 % against
+16.3 % after 16 simulated runs of 1 %).
+
+So checkpoints never merge (`leave_deleted_rows`), and what deleted rows cost is bounded
+here: a staging table whose deleted rows pass a share of its stored rows is written again,
+once (`rewrite_wasteful_tables`); the published file is written whole past the same growth
+(`warehouse.VACUUM_WASTE_SHARE`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+log = logging.getLogger("closeconv.progress")
+
+# A table smaller than this (stored rows) is never rewritten: its deleted rows cost nothing.
+MIN_STORED_ROWS = 2 * 122_880  # two of DuckDB's row groups
+
+
+def leave_deleted_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Checkpoints of this database instance (and of the files it attaches) write deletes
+    as they are instead of merging the row groups that hold them."""
+    con.sql("SET max_vacuum_tasks = 0")
+
+
+def deleted_share(con: duckdb.DuckDBPyConnection, table: str) -> float:
+    """Share of `table`'s stored rows that are deleted (DuckDB's `estimated_size` counts the
+    rows stored, deleted ones included; `count(*)` the live ones)."""
+    stored = con.sql(
+        "SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ?", params=[table],
+    ).fetchall()[0][0]
+    live = con.sql(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+    return (stored - live) / stored if stored else 0.0
+
+
+def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> list[str]:
+    """Write again, rows in their stored order, every table of the current database whose
+    deleted rows are more than `share` of its stored rows; return their names.
+
+    Only tables without constraints are candidates (`CREATE OR REPLACE TABLE ... AS` keeps
+    columns and types, not keys): the pipeline's big tables are all created from queries, and
+    a table with a key has an index, which DuckDB's checkpoints never vacuum anyway."""
+    candidates = [r[0] for r in con.sql(
+        """
+        SELECT table_name FROM duckdb_tables() t
+        WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary
+          AND estimated_size >= ?
+          AND NOT EXISTS (SELECT 1 FROM duckdb_constraints() c
+                          WHERE c.database_name = t.database_name AND c.schema_name = t.schema_name
+                            AND c.table_name = t.table_name)
+        ORDER BY table_name
+        """, params=[MIN_STORED_ROWS],
+    ).fetchall()]
+    if not con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]:
+        raise RuntimeError("rewrite_wasteful_tables needs preserve_insertion_order (the stored order is kept)")
+    rewritten = []
+    for table in candidates:
+        wasted = deleted_share(con, table)
+        if wasted <= share:
+            continue
+        con.sql("BEGIN TRANSACTION")
+        try:
+            # In the stored order (DuckDB's default, preserve_insertion_order): the table keeps
+            # its clustering by contact. Half the time of an ORDER BY rowid (2.8 s against 5.5 s
+            # for `events` at 5M).
+            con.sql(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM "{table}"')
+            con.sql("COMMIT")
+        except BaseException:
+            con.sql("ROLLBACK")
+            raise
+        log.info(f"rewrote staging table {table}: {wasted:.0%} of its stored rows were deleted rows")
+        rewritten.append(table)
+    return rewritten
