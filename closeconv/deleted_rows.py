@@ -48,9 +48,9 @@ def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> lis
     """Write again, rows in their stored order, every table of the current database whose
     deleted rows are more than `share` of its stored rows; return their names.
 
-    Only tables without constraints are candidates (`CREATE OR REPLACE TABLE ... AS` keeps
-    columns and types, not keys): the pipeline's big tables are all created from queries, and
-    a table with a key has an index, which DuckDB's checkpoints never vacuum anyway."""
+    Only tables without constraints or indexes are candidates (`CREATE OR REPLACE TABLE ... AS`
+    keeps columns and types, not keys or indexes): the pipeline's big tables are all created
+    from queries, and a table with an index is one DuckDB's checkpoints never vacuum anyway."""
     candidates = [r[0] for r in con.sql(
         """
         SELECT table_name FROM duckdb_tables() t
@@ -59,6 +59,9 @@ def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> lis
           AND NOT EXISTS (SELECT 1 FROM duckdb_constraints() c
                           WHERE c.database_name = t.database_name AND c.schema_name = t.schema_name
                             AND c.table_name = t.table_name)
+          AND NOT EXISTS (SELECT 1 FROM duckdb_indexes() i
+                          WHERE i.database_name = t.database_name AND i.schema_name = t.schema_name
+                            AND i.table_name = t.table_name)
         ORDER BY table_name
         """, params=[MIN_STORED_ROWS],
     ).fetchall()]

@@ -65,13 +65,16 @@ def test_rewrite_wasteful_tables_rewrites_only_tables_past_the_share(tmp_path):
     con.sql(f"CREATE TABLE k (id BIGINT PRIMARY KEY, v VARCHAR)")
     con.sql(f"INSERT INTO k SELECT range, 'v' FROM range({3 * ROW_GROUP})")
     con.sql("CREATE TABLE small AS SELECT range AS id FROM range(1000)")
+    con.sql(f"CREATE TABLE x AS SELECT range AS id FROM range({3 * ROW_GROUP})")  # past it, with an index
+    con.sql("CREATE INDEX x_id ON x (id)")
     con.sql("CHECKPOINT")
     con.sql("DELETE FROM u WHERE id % 10 = 0")
     con.sql("DELETE FROM k WHERE id % 2 = 0")
     con.sql("DELETE FROM small WHERE id % 2 = 0")
+    con.sql("DELETE FROM x WHERE id % 2 = 0")
     con.sql("CHECKPOINT")
     t_rows = con.sql("SELECT id, contact_id FROM t").fetchall()  # the stored order
-    u_before, k_before = _stored_and_live(con, "u"), _stored_and_live(con, "k")
+    u_before, k_before, x_before = (_stored_and_live(con, n) for n in ("u", "k", "x"))
 
     assert rewrite_wasteful_tables(con, 0.25) == ["t"]
 
@@ -81,6 +84,8 @@ def test_rewrite_wasteful_tables_rewrites_only_tables_past_the_share(tmp_path):
         ("id", "BIGINT", "YES", None, None, None), ("contact_id", "VARCHAR", "YES", None, None, None)]
     assert _stored_and_live(con, "u") == u_before
     assert _stored_and_live(con, "k") == k_before
+    assert _stored_and_live(con, "x") == x_before and deleted_share(con, "x") == 0.5
+    assert con.sql("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'x'").fetchall() == [(1,)]
     assert deleted_share(con, "small") == 0.5 and 1000 < MIN_STORED_ROWS
     con.sql("CHECKPOINT")
     assert _stored_and_live(con, "t") == (2 * ROW_GROUP, 2 * ROW_GROUP)
