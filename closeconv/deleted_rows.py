@@ -10,9 +10,9 @@ free a row group, so the deleted share kept growing with or without them (13.6 %
 16.3 % after 16 simulated runs of 1 %).
 
 So checkpoints never merge (`leave_deleted_rows`), and what deleted rows cost is bounded
-here: a staging table whose deleted rows pass a share of its stored rows is written again,
-once (`rewrite_wasteful_tables`); the published file is written whole past the same growth
-(`warehouse.VACUUM_WASTE_SHARE`).
+here: a staging table whose deleted rows pass DELETED_ROWS_SHARE of its stored rows is written
+again, once (`rewrite_wasteful_tables`), and so is the published file, whole, when one of its
+tables does (`warehouse._previous_state`, beside its rule on the file's bytes per row).
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ import duckdb
 
 log = logging.getLogger("closeconv.progress")
 
-# A table smaller than this (stored rows) is never rewritten: its deleted rows cost nothing.
+# Past this share of deleted rows among a table's stored rows, a staging table is written again
+# and the published file is written whole.
+DELETED_ROWS_SHARE = 0.25
+# Tables storing fewer rows are left out: their deleted rows cost nothing.
 MIN_STORED_ROWS = 2 * 122_880  # two of DuckDB's row groups
 
 
@@ -33,15 +36,20 @@ def leave_deleted_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.sql("SET max_vacuum_tasks = 0")
 
 
-def deleted_share(con: duckdb.DuckDBPyConnection, table: str) -> float:
-    """Share of `table`'s stored rows that are deleted (DuckDB's `estimated_size` counts the
-    rows stored, deleted ones included; `count(*)` the live ones)."""
-    stored = con.sql(
-        "SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name = ?", params=[table],
-    ).fetchall()[0][0]
-    live = con.sql(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
-    return (stored - live) / stored if stored else 0.0
+def deleted_shares(con: duckdb.DuckDBPyConnection, database: str | None = None) -> dict[str, float]:
+    """Share of the stored rows that are deleted, per table of `database` (default: the current
+    one) storing at least MIN_STORED_ROWS. DuckDB's `estimated_size` counts the rows stored,
+    deleted ones included; `count(*)` the live ones."""
+    database = database or con.sql("SELECT current_database()").fetchall()[0][0]
+    tables = con.sql(
+        "SELECT table_name, estimated_size FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+        "AND NOT temporary AND estimated_size > 0 AND estimated_size >= ? ORDER BY table_name", params=[database, MIN_STORED_ROWS],
+    ).fetchall()
+    shares = {}
+    for table, stored in tables:
+        live = con.sql(f'SELECT count(*) FROM "{database}".main."{table}"').fetchall()[0][0]
+        shares[table] = (stored - live) / stored
+    return shares
 
 
 def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> list[str]:
@@ -51,27 +59,16 @@ def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> lis
     Only tables without constraints or indexes are candidates (`CREATE OR REPLACE TABLE ... AS`
     keeps columns and types, not keys or indexes): the pipeline's big tables are all created
     from queries, and a table with an index is one DuckDB's checkpoints never vacuum anyway."""
-    candidates = [r[0] for r in con.sql(
+    keyed = {r[0] for r in con.sql(
         """
-        SELECT table_name FROM duckdb_tables() t
-        WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary
-          AND estimated_size >= ?
-          AND NOT EXISTS (SELECT 1 FROM duckdb_constraints() c
-                          WHERE c.database_name = t.database_name AND c.schema_name = t.schema_name
-                            AND c.table_name = t.table_name)
-          AND NOT EXISTS (SELECT 1 FROM duckdb_indexes() i
-                          WHERE i.database_name = t.database_name AND i.schema_name = t.schema_name
-                            AND i.table_name = t.table_name)
-        ORDER BY table_name
-        """, params=[MIN_STORED_ROWS],
-    ).fetchall()]
+        SELECT table_name FROM duckdb_constraints() WHERE database_name = current_database()
+        UNION SELECT table_name FROM duckdb_indexes() WHERE database_name = current_database()
+        """
+    ).fetchall()}
+    wasteful = {t: w for t, w in deleted_shares(con).items() if w > share and t not in keyed}
     if not con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]:
         raise RuntimeError("rewrite_wasteful_tables needs preserve_insertion_order (the stored order is kept)")
-    rewritten = []
-    for table in candidates:
-        wasted = deleted_share(con, table)
-        if wasted <= share:
-            continue
+    for table, wasted in wasteful.items():
         con.sql("BEGIN TRANSACTION")
         try:
             # In the stored order (DuckDB's default, preserve_insertion_order): the table keeps
@@ -83,5 +80,4 @@ def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> lis
             con.sql("ROLLBACK")
             raise
         log.info(f"rewrote staging table {table}: {wasted:.0%} of its stored rows were deleted rows")
-        rewritten.append(table)
-    return rewritten
+    return list(wasteful)

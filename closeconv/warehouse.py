@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from closeconv import changes
 from closeconv.allocators import keep_duckdb_memory, use_jemalloc_for_arrow
 from closeconv.config import Settings
-from closeconv.deleted_rows import leave_deleted_rows, rewrite_wasteful_tables
+from closeconv.deleted_rows import DELETED_ROWS_SHARE, deleted_shares, leave_deleted_rows, rewrite_wasteful_tables
 from closeconv.file_copy import copy_file
 from closeconv.published_tables import (
     BY_CONTACT,
@@ -91,9 +91,11 @@ PIPELINE_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # Past this growth of bytes per row over the last file written whole, the next publish writes
 # a new file instead of patching a copy: blocks of dropped tables are reused by later
-# checkpoints but never given back, and rows deleted by deltas stay in their row groups
-# (closeconv/deleted_rows.py). Staging tables are written again past the same share of deleted rows. A file written whole from a copy of the staging file already holds the free
-# blocks of staging's own tables: the growth is counted from its size as written.
+# checkpoints but never given back, and rows deleted by deltas stay in their row groups. A file
+# written whole from a copy of the staging file already holds the free blocks of staging's own
+# tables: the growth is counted from its size as written. Deleted rows can fill those free
+# blocks unseen by the size, so a table past DELETED_ROWS_SHARE of deleted rows also has the
+# file written whole (closeconv/deleted_rows.py).
 VACUUM_WASTE_SHARE = 0.25
 
 # How long a second run waits for the one holding the pipeline before giving up.
@@ -215,7 +217,7 @@ def staging_connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection
     with pipeline_lock(settings):
         con = _open_staging(settings.staging_path, settings.memory_limit_bytes())
         try:
-            rewrite_wasteful_tables(con, VACUUM_WASTE_SHARE)
+            rewrite_wasteful_tables(con, DELETED_ROWS_SHARE)
             yield con
         finally:
             con.close()
@@ -318,6 +320,11 @@ def _previous_state(
     expected = compact_bytes * max(rows, 1) / max(compact_rows, 1)
     if stat.st_size > (1 + VACUUM_WASTE_SHARE) * expected:
         return {}, None, f"the file is {stat.st_size / expected - 1:.0%} larger than a fresh one would be (vacuum)"
+    # Deleted rows first fill the free blocks of the dropped staging tables: the size misses them.
+    wasted = {t: share for t, share in deleted_shares(con, "previous").items() if share > DELETED_ROWS_SHARE}
+    if wasted:
+        table = max(wasted, key=wasted.get)
+        return {}, None, f"{wasted[table]:.0%} of the rows stored in {table} are deleted rows (vacuum)"
     return {r[0]: r[1] for r in recorded}, (compact_bytes, compact_rows), ""
 
 

@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from closeconv.config import resolve_settings
-from closeconv.deleted_rows import MIN_STORED_ROWS, deleted_share, leave_deleted_rows, rewrite_wasteful_tables
-from closeconv.warehouse import VACUUM_WASTE_SHARE, staging_connection
+from closeconv.deleted_rows import DELETED_ROWS_SHARE, MIN_STORED_ROWS, deleted_shares, leave_deleted_rows, rewrite_wasteful_tables
+from closeconv.warehouse import staging_connection
 
 ROW_GROUP = 122_880
 
@@ -50,7 +50,7 @@ def test_leave_deleted_rows_keeps_deletes_in_place_at_a_checkpoint(tmp_path):
     leave_deleted_rows(con)
     _three_row_groups_half_deleted(con)
     assert _stored_and_live(con, "t") == (3 * ROW_GROUP, 2 * ROW_GROUP)
-    assert deleted_share(con, "t") == pytest.approx(1 / 3)
+    assert deleted_shares(con) == {"t": pytest.approx(1 / 3)}
     # and the rows read back are the live ones
     assert con.sql("SELECT min(id), count(*) FILTER (WHERE id % 2 = 0 AND id < ?) FROM t",
                    params=[2 * ROW_GROUP]).fetchall() == [(1, 0)]
@@ -84,9 +84,10 @@ def test_rewrite_wasteful_tables_rewrites_only_tables_past_the_share(tmp_path):
         ("id", "BIGINT", "YES", None, None, None), ("contact_id", "VARCHAR", "YES", None, None, None)]
     assert _stored_and_live(con, "u") == u_before
     assert _stored_and_live(con, "k") == k_before
-    assert _stored_and_live(con, "x") == x_before and deleted_share(con, "x") == 0.5
+    assert _stored_and_live(con, "x") == x_before and x_before[1] == x_before[0] // 2
     assert con.sql("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'x'").fetchall() == [(1,)]
-    assert deleted_share(con, "small") == 0.5 and 1000 < MIN_STORED_ROWS
+    assert _stored_and_live(con, "small") == (1000, 500) and 1000 < MIN_STORED_ROWS
+    assert set(deleted_shares(con)) == {"t", "u", "k", "x"}  # not the small one
     con.sql("CHECKPOINT")
     assert _stored_and_live(con, "t") == (2 * ROW_GROUP, 2 * ROW_GROUP)
 
@@ -95,7 +96,7 @@ def test_a_run_opening_staging_rewrites_a_wasteful_table(tmp_path, caplog):
     settings = resolve_settings({"warehouse_path": tmp_path / "wh.duckdb"}, env_file=None)
     with staging_connection(settings) as con:
         _three_row_groups_half_deleted(con)
-        assert deleted_share(con, "t") > VACUUM_WASTE_SHARE  # staging's checkpoints left them
+        assert deleted_shares(con)["t"] > DELETED_ROWS_SHARE  # staging's checkpoints left them
     with caplog.at_level(logging.INFO, logger="closeconv.progress"):
         with staging_connection(settings) as con:
             assert _stored_and_live(con, "t") == (2 * ROW_GROUP, 2 * ROW_GROUP)

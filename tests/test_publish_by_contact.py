@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 
@@ -15,7 +16,7 @@ import duckdb
 import pytest
 
 import closeconv.warehouse as warehouse_module
-from closeconv import changes
+from closeconv import changes, deleted_rows
 from closeconv.warehouse import CONTACT_TABLES, PUBLIC_TABLES, publish, staging_connection
 from conftest import TEMPLATE_UNASSIGN, ClosecovEnv, assign, closed, recv, sent
 from helpers.os_faults import RenameFails
@@ -236,3 +237,28 @@ def test_the_file_stays_bounded_over_publishes_patched_by_contact(closeconv_env)
     # The vacuum rule (VACUUM_WASTE_SHARE) writes the file anew once it has grown enough.
     assert max(sizes) <= 2 * sizes[0], sizes
     assert _published(env) == staged
+
+
+def test_a_published_table_past_the_share_of_deleted_rows_has_the_file_written_whole(env, monkeypatch, caplog):
+    """Patches leave the rows they replace in the published file (closeconv/deleted_rows.py),
+    where the dropped staging tables' free blocks hide them from the file's size; once a table's
+    deleted rows pass DELETED_ROWS_SHARE, the next publish writes the file whole."""
+    monkeypatch.setattr(deleted_rows, "MIN_STORED_ROWS", 0)  # this file's tables are tiny
+    half = [f"c{i}" for i in range(6)]
+    staged = _publish(env, "half", "UPDATE events SET summary = 'half' WHERE contact_id IN ('c0', 'c1', 'c2', 'c3', 'c4', 'c5')",
+                      contacts=half)
+    assert _written(env)["events"] == "by contact"
+    assert _published(env) == staged
+    with duckdb.connect(str(env.warehouse_path), read_only=True) as con:
+        stored, live = con.sql("SELECT estimated_size, (SELECT count(*) FROM events) FROM duckdb_tables() "
+                               "WHERE table_name = 'events'").fetchall()[0]
+    assert (stored - live) / stored > deleted_rows.DELETED_ROWS_SHARE  # half the rows replaced, kept in place
+
+    with caplog.at_level(logging.INFO, logger="closeconv.progress"):
+        staged = _publish(env, "next", "UPDATE events SET summary = 'next' WHERE contact_id = 'c6'", contacts=["c6"])
+    assert set(_written(env).values()) == {"rewritten"}
+    assert "of the rows stored in events are deleted rows (vacuum)" in caplog.text
+    assert _published(env) == staged
+    with duckdb.connect(str(env.warehouse_path), read_only=True) as con:
+        assert con.sql("SELECT estimated_size = (SELECT count(*) FROM events) FROM duckdb_tables() "
+                       "WHERE table_name = 'events'").fetchall() == [(True,)]
