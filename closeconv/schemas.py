@@ -367,20 +367,29 @@ CHECKS_BY_NAME: dict[str, TableCheck] = {c.name: c for c in TABLE_CHECKS}
 
 class _Ids:
     """A placeholder of a check's SQL: `true` (every row) or `<column> IN (<select>)`, with the
-    rows whose `column` is NULL too when `or_null` (rows of no contact belong to every scope)."""
+    rows whose `column` is NULL too when `or_null` (rows of no contact belong to every scope).
+    With `no_rows` (an empty scope) the IN is spelled `false`: DuckDB plans a semi-join with an
+    empty side badly (the unique event_id rule took 0.39-0.49 s at 5M events with no contact
+    changed, against 0.08 s with one)."""
 
-    def __init__(self, select: str | None, or_null: bool = False):
-        self.select, self.or_null = select, or_null
+    def __init__(self, select: str | None, or_null: bool = False, no_rows: bool = False):
+        self.select, self.or_null, self.no_rows = select, or_null, no_rows
 
     def __format__(self, column: str) -> str:
         if self.select is None:
             return "true"
-        return f"({column} IN ({self.select}) OR {column} IS NULL)" if self.or_null else f"{column} IN ({self.select})"
+        matches = "false" if self.no_rows else f"{column} IN ({self.select})"
+        return f"({matches} OR {column} IS NULL)" if self.or_null else matches
 
 
-def _rows_to_check(changed_contacts: str | None) -> dict[str, _Ids]:
+_ID_PLACEHOLDERS = ("contacts", "event_ids", "conversation_ids", "run_ids", "action_ids")
+
+
+def _rows_to_check(changed_contacts: str | None, no_contacts: bool = False) -> dict[str, _Ids]:
     if changed_contacts is None:
-        return dict.fromkeys(("contacts", "event_ids", "conversation_ids", "run_ids", "action_ids"), _Ids(None))
+        return dict.fromkeys(_ID_PLACEHOLDERS, _Ids(None))
+    if no_contacts:  # no changed contact, hence no id shared with one: only rows of no contact
+        return {name: _Ids("", or_null=name == "contacts", no_rows=True) for name in _ID_PLACEHOLDERS}
     contacts = f"SELECT contact_id FROM {changed_contacts}"
     # An id rule (unique event_id, one contact per conversation …) reads every row that shares
     # an id with a changed contact's row, whichever contact that row belongs to.
@@ -406,7 +415,8 @@ def run_table_check(
     With `changed_contacts` (a table with a `contact_id` column: the contacts whose rows changed
     since the last publish, when every row passed), a check reads only the rows those changes
     can have made wrong; the same rule, the same messages."""
-    sql = check.sql.format(**_rows_to_check(changed_contacts))
+    no_contacts = changed_contacts is not None and not con.sql(f"SELECT 1 FROM {changed_contacts} LIMIT 1").fetchall()
+    sql = check.sql.format(**_rows_to_check(changed_contacts, no_contacts))
     (count, examples), = con.sql(
         f"SELECT count(*), list(problem ORDER BY problem)[1:{EXAMPLES_SHOWN}] FROM ({sql})"
     ).fetchall()

@@ -166,3 +166,19 @@ def test_rows_of_no_contact_are_in_every_narrowed_check(built):
     built.sql("UPDATE events SET contact_id = NULL WHERE event_id = (SELECT min(event_id) FROM events)")
     got = schemas.run_table_check(built, check, _changed(built, []))
     assert any("empty contact_id" in e for e in got.examples), got.examples
+
+
+@pytest.mark.parametrize(("name", "breakage", "problem"), BREAKAGES, ids=[f"{b[0]}-{i}" for i, b in enumerate(BREAKAGES)])
+def test_an_empty_scope_is_spelled_false_and_finds_what_the_in_over_it_finds(built, name, breakage, problem):
+    """With no changed contact the id placeholders read `false` (a planning shortcut): the same
+    violations as the `IN` over the empty table, rows of no contact included."""
+    built.sql(breakage)
+    built.sql("UPDATE events SET contact_id = NULL WHERE event_id = (SELECT min(event_id) FROM events)")
+    check = schemas.CHECKS_BY_NAME[name]
+    empty = _changed(built, [])
+    in_over_empty = check.sql.format(**schemas._rows_to_check(empty))
+    (count, examples), = built.sql(
+        f"SELECT count(*), list(problem ORDER BY problem)[1:{schemas.EXAMPLES_SHOWN}] FROM ({in_over_empty})").fetchall()
+    got = schemas.run_table_check(built, check, empty)
+    assert (got.violations, got.examples) == (count, list(examples or []))
+    assert f"FROM {empty}" not in check.sql.format(**schemas._rows_to_check(empty, no_contacts=True))
