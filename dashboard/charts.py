@@ -16,7 +16,8 @@ def opened_vs_closed(frame: pl.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
+            # Ticks at least a day apart: Vega put one at noon too, so every date showed twice.
+            x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d", tickMinStep=86_400_000)),
             y=alt.Y("conversations:Q", title="Conversations"),
             color=alt.Color("series:N", title=None,
                             scale=alt.Scale(domain=["opened", "closed"], range=[OPENED_COLOR, CLOSED_COLOR]),
