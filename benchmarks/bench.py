@@ -11,7 +11,8 @@ For each format it generates the data (`closeconv generate --format ...`), then 
   FROM read_json(...)` / `read_csv` / `read_parquet`, into a DuckDB file), and their ratio;
 - events per second of the run, and the peak RSS of the whole process tree (polled from /proc);
 - per-asset times, parsed from the run's progress lines (`  events: ... [3.2s]`);
-- an incremental run after adding 1% new events, as a share of the full run;
+- an incremental run after adding 1% new events, as a share of the full run, and then a run
+  with nothing new (the floor of every run);
 - replay throughput of the shipped unassign template (close events/s; as bench_replay.py);
 - every dashboard page query (as bench_dashboard.py) on the full run's warehouse: slowest median and p95.
 
@@ -237,6 +238,9 @@ def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: i
     dashboard = dashboard_figures(work / "warehouse.duckdb", repeat=dashboard_repeat)
     settle()
     incremental = closeconv_run(work, landing, reference, memory_limit)
+    settle()
+    # What every run of a quiet hour costs: the same folder again, no new file.
+    nothing_new = closeconv_run(work, landing, reference, memory_limit)
     row = {
         "events read": f"{full.records_read:,}",
         "full run: closeconv run (s)": f"{full.seconds:.2f}",
@@ -250,6 +254,8 @@ def measure_format(root: Path, fmt: str, conversations: int, dashboard_repeat: i
         row[f"  asset {asset} (s)"] = f"{full.assets[asset]:.2f}" if asset in full.assets else "not reported"
     row["incremental run, +1% events (s)"] = f"{incremental.seconds:.2f}"
     row["incremental / full run"] = f"{incremental.seconds / full.seconds:.0%}"
+    row["run with nothing new (s)"] = f"{nothing_new.seconds:.2f}"
+    row["nothing new / full run"] = f"{nothing_new.seconds / full.seconds:.0%}"
     # The warehouse asset is the publish step (copy into a new file + atomic rename).
     for label, run in (("full", full), ("incremental", incremental)):
         seconds = run.assets.get("warehouse")

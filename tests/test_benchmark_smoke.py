@@ -27,6 +27,8 @@ ROWS = [
     "asset warehouse (s)",
     "incremental run, +1% events (s)",
     "incremental / full run",
+    "run with nothing new (s)",
+    "nothing new / full run",
     "publish, full run (s)",
     "publish, incremental run (s)",
     "dashboard: closed conversations",
