@@ -43,7 +43,7 @@ def deleted_shares(con: duckdb.DuckDBPyConnection, database: str | None = None) 
     database = database or con.sql("SELECT current_database()").fetchall()[0][0]
     tables = con.sql(
         "SELECT table_name, estimated_size FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
-        "AND NOT temporary AND estimated_size > 0 AND estimated_size >= ? ORDER BY table_name", params=[database, MIN_STORED_ROWS],
+        "AND NOT temporary AND estimated_size >= ? ORDER BY table_name", params=[database, max(MIN_STORED_ROWS, 1)],
     ).fetchall()
     shares = {}
     for table, stored in tables:
@@ -59,13 +59,16 @@ def rewrite_wasteful_tables(con: duckdb.DuckDBPyConnection, share: float) -> lis
     Only tables without constraints or indexes are candidates (`CREATE OR REPLACE TABLE ... AS`
     keeps columns and types, not keys or indexes): the pipeline's big tables are all created
     from queries, and a table with an index is one DuckDB's checkpoints never vacuum anyway."""
+    wasteful = {t: w for t, w in deleted_shares(con).items() if w > share}
+    if not wasteful:
+        return []  # every run's case: nothing more to look up
     keyed = {r[0] for r in con.sql(
         """
         SELECT table_name FROM duckdb_constraints() WHERE database_name = current_database()
         UNION SELECT table_name FROM duckdb_indexes() WHERE database_name = current_database()
         """
     ).fetchall()}
-    wasteful = {t: w for t, w in deleted_shares(con).items() if w > share and t not in keyed}
+    wasteful = {t: w for t, w in wasteful.items() if t not in keyed}
     if not con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]:
         raise RuntimeError("rewrite_wasteful_tables needs preserve_insertion_order (the stored order is kept)")
     for table, wasted in wasteful.items():

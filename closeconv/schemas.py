@@ -376,9 +376,12 @@ class _Ids:
         self.select, self.or_null, self.no_rows = select, or_null, no_rows
 
     def __format__(self, column: str) -> str:
-        if self.select is None:
+        if self.no_rows:
+            matches = "false"
+        elif self.select is None:
             return "true"
-        matches = "false" if self.no_rows else f"{column} IN ({self.select})"
+        else:
+            matches = f"{column} IN ({self.select})"
         return f"({matches} OR {column} IS NULL)" if self.or_null else matches
 
 
@@ -389,7 +392,7 @@ def _rows_to_check(changed_contacts: str | None, no_contacts: bool = False) -> d
     if changed_contacts is None:
         return dict.fromkeys(_ID_PLACEHOLDERS, _Ids(None))
     if no_contacts:  # no changed contact, hence no id shared with one: only rows of no contact
-        return {name: _Ids("", or_null=name == "contacts", no_rows=True) for name in _ID_PLACEHOLDERS}
+        return {name: _Ids(None, or_null=name == "contacts", no_rows=True) for name in _ID_PLACEHOLDERS}
     contacts = f"SELECT contact_id FROM {changed_contacts}"
     # An id rule (unique event_id, one contact per conversation …) reads every row that shares
     # an id with a changed contact's row, whichever contact that row belongs to.
